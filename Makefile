@@ -1,0 +1,40 @@
+# The two commands of the README:
+#   make book   creates .venv if missing, installs everything, executes the chapters, builds _build/html
+#   make test   unit tests of course_lib + pytest --nbval over the chapters
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Where the data sets are found. CI and this project's machines keep them in ../shared/datasets.
+COURSE_DATA ?= $(shell test -d ../shared/datasets && cd ../shared/datasets && pwd)
+export COURSE_DATA
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: book test test-unit test-notebooks install clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	# d2l pins numpy 1.23.5 and other old releases: install it without its pins.
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "The book is in _build/html/index.html"
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest --nbval chapters/ --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
+
+clean:
+	rm -rf _build

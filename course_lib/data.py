@@ -1,0 +1,307 @@
+"""The one place that finds the book's data sets: CIFAR-10 and Hotdog.
+
+Where data is looked up (the *data root*), first match wins:
+
+1. the ``root`` argument of a loader;
+2. the environment variable ``COURSE_DATA``;
+3. the repository's ``data/`` folder (``./data`` when installed from a wheel).
+
+The data root may be read-only. Anything the loaders write (unpacked archives,
+the decoded CIFAR-10 tensor file, downloads) goes to the *cache dir*:
+``COURSE_CACHE`` if set, else ``data/cache``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ENV_ROOT = "COURSE_DATA"
+ENV_CACHE = "COURSE_CACHE"
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
+HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
+
+# Archives with a class-per-folder layout that the book accepts as they are,
+# with the sha256 that their README gives (``../shared/datasets`` here).
+ARCHIVES = {
+    "cifar10-jpeg.tar.gz": "8d425d830249859a729686327ad715494bbc8e2a9bd0e7743e7c37c3e9f22cf2",
+    "hotdog64.tar.gz": "172d9fdb69249c764204e80016f4867083664c76ccba15626499d443a8bc38c6",
+}
+
+_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set is neither under the data root nor downloadable."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder where data sets are looked up (argument > $COURSE_DATA > data/)."""
+    if root is None:
+        root = os.environ.get(ENV_ROOT) or _default_root()
+    return Path(root).expanduser().resolve()
+
+
+def cache_dir() -> Path:
+    """The writable folder for unpacked archives, decoded tensors and downloads.
+
+    ``$COURSE_CACHE`` if set, else ``data/cache``. Never inside ``$COURSE_DATA``,
+    which may be a shared, read-only copy.
+    """
+    path = Path(os.environ.get(ENV_CACHE) or _default_root() / "cache").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def _default_root() -> Path:
+    return _REPO_DATA if _REPO_DATA.is_dir() else Path("data")
+
+
+def _not_found(name: str, root: Path, looked_for: list[str], url: str, why: str = "") -> DatasetNotFoundError:
+    lines = [f"{name} was not found under the data root {root}.",
+             f"Looked for: {', '.join(looked_for)}."]
+    if why:
+        lines.append(f"The download did not work either: {why}")
+    lines.append(f"Fix: put a copy there, point the environment variable {ENV_ROOT} at a folder "
+                 f"that has one, or call the loader with download=True while online "
+                 f"(it fetches {url}).")
+    return DatasetNotFoundError("\n".join(lines))
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_archive(path: Path) -> None:
+    want = ARCHIVES.get(path.name)
+    if want and sha256(path) != want:
+        raise ValueError(f"{path} does not have the sha256 {want}: the file is damaged or another "
+                         "version. Replace it with a fresh copy.")
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+@dataclass
+class TensorImages:
+    """Images as one uint8 tensor (N, 3, H, W) with int64 labels (N,)."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def subset(self, idx: torch.Tensor) -> "TensorImages":
+        return TensorImages(self.images[idx], self.labels[idx], self.classes)
+
+
+def _decode_jpeg_tree(files) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode (class_index, name, bytes) triples, sorted by class then name."""
+    from torchvision.io import decode_image
+    files = sorted(files, key=lambda t: (t[0], t[1]))
+    images = torch.stack([decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=_RGB)
+                          for _, _, data in files])
+    labels = torch.tensor([c for c, _, _ in files], dtype=torch.int64)
+    return images, labels
+
+
+try:  # torchvision >= 0.18
+    from torchvision.io import ImageReadMode as _IRM
+    _RGB = _IRM.RGB
+except ImportError:  # pragma: no cover
+    _RGB = None
+
+
+def _cifar_from_tar(archive: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    _check_archive(archive)
+    files = {"train": [], "test": []}
+    with tarfile.open(archive) as tar:
+        for m in tar:
+            parts = Path(m.name).parts
+            if not m.isfile() or len(parts) < 3 or parts[-2] not in CIFAR10_CLASSES:
+                continue
+            split = parts[-3]
+            if split in files:
+                files[split].append((CIFAR10_CLASSES.index(parts[-2]), parts[-1], tar.extractfile(m).read()))
+    return {s: _decode_jpeg_tree(f) for s, f in files.items()}
+
+
+def _cifar_from_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    out = {}
+    for split in ("train", "test"):
+        files = [(c, p.name, p.read_bytes())
+                 for c, name in enumerate(CIFAR10_CLASSES)
+                 for p in (folder / split / name).glob("*") if p.is_file()]
+        out[split] = _decode_jpeg_tree(files)
+    return out
+
+
+def _cifar_from_torchvision(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    from torchvision.datasets import CIFAR10
+    out = {}
+    for split in ("train", "test"):
+        ds = CIFAR10(str(root), train=(split == "train"), download=download)
+        out[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
+                      torch.tensor(ds.targets, dtype=torch.int64))
+    return out
+
+
+def _find_cifar(root: Path, download: bool):
+    """Return (source description, decoder) for the first CIFAR-10 copy found."""
+    cache = cache_dir()
+    candidates = [
+        ("official batches", root / "cifar-10-batches-py", lambda: _cifar_from_torchvision(root, False)),
+        ("class folders", root / "cifar10-jpeg", lambda: _cifar_from_folder(root / "cifar10-jpeg")),
+        ("archive", root / "cifar10-jpeg.tar.gz", lambda: _cifar_from_tar(root / "cifar10-jpeg.tar.gz")),
+    ]
+    for what, path, decode in candidates:
+        if path.exists():
+            return f"{what}: {path}", decode
+    looked = [str(p) for _, p, _ in candidates]
+    if not download:
+        raise _not_found("CIFAR-10", root, looked, CIFAR10_URL)
+    try:
+        _cifar_from_torchvision(cache, True)  # torchvision skips the download when a verified copy is there
+    except Exception as err:  # offline, proxy, disk: say what happened, keep it short
+        raise _not_found("CIFAR-10", root, looked, CIFAR10_URL, why=f"{type(err).__name__}: {err}") from None
+    return f"official download: {cache}", lambda: _cifar_from_torchvision(cache, False)
+
+
+_LOADED: dict[str, dict] = {}  # decoded splits, once per process
+
+
+def _cifar_tensors(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Decode CIFAR-10 once, then reuse ``cifar10-uint8.pt`` from the cache dir."""
+    source, decode = _find_cifar(root, download)
+    if source in _LOADED:
+        return _LOADED[source]
+    cache_file = cache_dir() / "cifar10-uint8.pt"
+    if cache_file.exists():
+        blob = torch.load(cache_file)
+        if blob.get("source") == source:
+            _LOADED[source] = blob["splits"]
+            return blob["splits"]
+    splits = decode()
+    tmp = cache_file.with_suffix(".tmp")
+    torch.save({"source": source, "splits": splits}, tmp)
+    tmp.replace(cache_file)  # atomic: a killed decode never leaves half a cache
+    _LOADED[source] = splits
+    return splits
+
+
+def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random (train, val) partition of range(n)."""
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must be between 0 and {n - 1}, got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def load_cifar10(split: str = "train", *, root=None, val_size: int = 5000, split_seed: int = 0,
+                 limit: int | None = None, download: bool = True) -> TensorImages:
+    """CIFAR-10 as uint8 tensors.
+
+    split: ``train`` (50,000 - val_size images), ``val`` (val_size images carved from
+    the official training set with ``split_seed``), ``test`` (10,000), or
+    ``train+val`` (all 50,000 training images). ``limit`` keeps the first
+    ``limit`` images of a class-balanced shuffle, for quick runs.
+    """
+    allowed = ("train", "val", "test", "train+val")
+    if split not in allowed:
+        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+    splits = _cifar_tensors(data_root(root), download)
+    if split == "test":
+        data = TensorImages(*splits["test"], CIFAR10_CLASSES)
+    else:
+        data = TensorImages(*splits["train"], CIFAR10_CLASSES)
+        if split != "train+val":
+            train_idx, val_idx = split_indices(len(data), val_size, split_seed)
+            data = data.subset(train_idx if split == "train" else val_idx)
+    if limit is not None:
+        data = data.subset(balanced_order(data.labels, seed=split_seed)[:limit])
+    return data
+
+
+def balanced_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A shuffled order of indices that cycles through the classes: any prefix is near-balanced."""
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    rank = torch.empty(len(labels), dtype=torch.int64)
+    for k, c in enumerate(classes):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        rank[idx] = torch.arange(len(idx)) * len(classes) + k  # i-th image of class k
+    return rank.argsort()
+
+
+# --------------------------------------------------------------------------- Hotdog
+def hotdog_dir(root=None, download: bool = True) -> Path:
+    """The folder with ``train|test/hotdog|not-hotdog``: D2L's hotdog, or the hotdog64 stand-in."""
+    root = data_root(root)
+    cache = cache_dir()
+    for folder in (root / "hotdog", root / "hotdog64"):
+        if (folder / "train" / "hotdog").is_dir():
+            return folder
+    for archive, zipped in ((root / "hotdog.zip", True), (root / "hotdog64.tar.gz", False)):
+        if archive.exists():
+            return _unpack(archive, cache, zipped)
+    looked = [str(root / "hotdog"), str(root / "hotdog64"), str(root / "hotdog.zip"),
+              str(root / "hotdog64.tar.gz")]
+    if not download:
+        raise _not_found("Hotdog", root, looked, HOTDOG_URL)
+    try:
+        archive = _download_hotdog(cache)
+    except Exception as err:
+        raise _not_found("Hotdog", root, looked, HOTDOG_URL, why=f"{type(err).__name__}: {err}") from None
+    return _unpack(archive, cache, True)
+
+
+def _download_hotdog(cache: Path) -> Path:
+    """D2L's download: ``DATA_HUB['hotdog']`` with its sha1 check."""
+    from d2l import torch as d2l
+    d2l.DATA_HUB["hotdog"] = (d2l.DATA_URL + "hotdog.zip", HOTDOG_SHA1)
+    return Path(d2l.download("hotdog", cache_dir=str(cache)))
+
+
+def _unpack(archive: Path, cache: Path, zipped: bool) -> Path:
+    _check_archive(archive)
+    name = archive.name.split(".")[0]
+    target = cache / name
+    if not (target / "train" / "hotdog").is_dir():
+        tmp = cache / f".{name}.partial"
+        if zipped:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+        inner = next((p for p in [tmp / name, tmp] if (p / "train" / "hotdog").is_dir()), None)
+        if inner is None:
+            raise ValueError(f"{archive} has no train/hotdog folder inside: it is not a Hotdog archive.")
+        inner.rename(target)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_hotdog(split: str = "train", *, root=None, transform=None, download: bool = True):
+    """Hotdog as a torchvision ImageFolder (classes: hotdog=0, not-hotdog=1)."""
+    from torchvision.datasets import ImageFolder
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return ImageFolder(str(hotdog_dir(root, download) / split), transform=transform)

@@ -1,0 +1,22 @@
+"""The repository's one-place settings stay in agreement."""
+import json
+from pathlib import Path
+
+import course_lib
+from tools.nb import repo_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_url_is_set_in_one_place():
+    assert course_lib.REPO_URL == repo_url()
+
+
+def test_every_chapter_starts_with_the_setup_cell():
+    notebooks = sorted((ROOT / "chapters").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        first_code = next(c for c in cells if c["cell_type"] == "code")
+        source = "".join(first_code["source"])
+        assert f"git+{repo_url()}" in source, path.name
