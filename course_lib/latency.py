@@ -1,0 +1,129 @@
+"""Cost of a network as the report measures it: parameters, multiply-adds, latency, throughput.
+
+- ``count_macs``: multiply-adds of one forward pass per image, counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (which counts 2 FLOPs per multiply-add;
+  biases, normalisation and activations are not counted).
+- ``measure_latency``: inference time of a batch, after ``warmup`` untimed passes,
+  the median of ``repeats`` timed ones. Like the report, latency is milliseconds per
+  image (batch time / batch size) and throughput its inverse, images per second.
+- ``measure_train_speed``: the same for a full training step (forward, backward, SGD).
+
+Each returns a small JSON-ready dict that can be stored next to a run record.
+Timings depend on the machine and on what else runs on it: compare ratios measured
+together, never absolute numbers from different sessions.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .device import RunSettings, hardware, pick_device
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_size=(3, 32, 32)) -> int:
+    """Multiply-adds of one image's forward pass (FLOPs / 2), in eval mode."""
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters(), None)
+    x = torch.zeros(1, *input_size, device=p.device if p is not None else "cpu")
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _time(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of fn, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _check(batch_size: int, warmup: int, repeats: int) -> None:
+    if batch_size < 1 or warmup < 0 or repeats < 1:
+        raise ValueError(f"need batch_size >= 1, warmup >= 0 and repeats >= 1; got {batch_size}, {warmup}, {repeats}")
+
+
+def _record(mode: str, times: list[float], batch_size: int, input_size, warmup: int, settings: RunSettings) -> dict:
+    batch_s = statistics.median(times)
+    return {"mode": mode, "batch_size": batch_size, "input_size": list(input_size), "warmup": warmup,
+            "repeats": len(times), "ms_per_batch": 1000 * batch_s, "ms_per_image": 1000 * batch_s / batch_size,
+            "img_per_s": batch_size / batch_s, "times_ms": [round(1000 * t, 4) for t in times],
+            **settings.describe(), "hardware": hardware(settings.device)}
+
+
+def _setup(model, input_size, batch_size, device, settings):
+    settings = settings or RunSettings.for_device(pick_device(device))
+    model = settings.prepare_model(copy.deepcopy(model))  # never move or change the caller's model
+    x = torch.randn(batch_size, *input_size, generator=torch.Generator().manual_seed(0))
+    x = settings.to_device(x)                                   # (B, C, H, W)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return model, x, settings
+
+
+def measure_latency(model: nn.Module, *, batch_size: int = 64, input_size=(3, 32, 32), warmup: int = 3,
+                    repeats: int = 10, device=None, settings: RunSettings | None = None) -> dict:
+    """Inference latency (ms per image) and throughput (img/s): median of ``repeats`` batches."""
+    _check(batch_size, warmup, repeats)
+    model, x, settings = _setup(model, input_size, batch_size, device, settings)
+    model.eval()
+
+    def forward():
+        with torch.inference_mode(), settings.autocast():
+            model(x)
+    return _record("inference", _time(forward, settings.device, warmup, repeats), batch_size, input_size,
+                   warmup, settings)
+
+
+def measure_train_speed(model: nn.Module, *, batch_size: int = 64, input_size=(3, 32, 32), num_classes: int = 10,
+                        warmup: int = 2, repeats: int = 5, device=None, settings: RunSettings | None = None) -> dict:
+    """Training step time (forward + backward + SGD update): ms per image and img/s."""
+    _check(batch_size, warmup, repeats)
+    model, x, settings = _setup(model, input_size, batch_size, device, settings)
+    model.train()
+    y = settings.to_device(torch.randint(0, num_classes, (batch_size,), generator=torch.Generator().manual_seed(0)))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scaler = settings.grad_scaler()
+
+    def step():
+        with settings.autocast():
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    return _record("train", _time(step, settings.device, warmup, repeats), batch_size, input_size, warmup, settings)
+
+
+def benchmark(model: nn.Module, *, input_size=(3, 32, 32), train: bool = False, **kwargs) -> dict:
+    """Parameters, multiply-adds per image and latency (plus training speed if ``train``)."""
+    out = {"params": count_params(model), "macs": count_macs(model, input_size),
+           "latency": measure_latency(model, input_size=input_size, **kwargs)}
+    if train:
+        out["train_speed"] = measure_train_speed(model, input_size=input_size, **kwargs)
+    return out

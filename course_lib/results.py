@@ -1,0 +1,164 @@
+"""One JSON record per training run, keyed by the run's full configuration.
+
+A record lives at ``<results dir>/<model>_<dataset>_seed<seed>_<key>.json`` where
+``key`` is a stable hash of the configuration (model, overrides, recipe fields,
+data set, images, validation split, seed ...). The same configuration always
+maps to the same file, so a finished run is found and reused instead of retrained.
+
+The results dir is ``$COURSE_RESULTS`` if set, else the repository's ``results/``
+(``./results`` when installed from a wheel).
+
+Record schema (``SCHEMA`` = 1)::
+
+    key, config, status ('running' | 'finished' | 'diverged'), error,
+    history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...],
+    val_acc, val_loss, test_acc, test_loss      # final, None when not measured
+    params, settings {device, precision, channels_last}, hardware {...},
+    torch, course_lib, wall_seconds, started, updated, checkpoint, [latency]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+SCHEMA = 1
+ENV_RESULTS = "COURSE_RESULTS"
+ENV_RUNS = "COURSE_RUNS"
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _default(env: str, name: str) -> Path:
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    return _REPO / name if (_REPO / "course_lib").is_dir() and (_REPO / ".git").exists() else Path(name)
+
+
+def results_dir(path=None) -> Path:
+    """Where run records go: ``path`` > ``$COURSE_RESULTS`` > the repository's results/."""
+    return Path(path).expanduser() if path is not None else _default(ENV_RESULTS, "results")
+
+
+def runs_dir(path=None) -> Path:
+    """Where checkpoints go (git-ignored): ``path`` > ``$COURSE_RUNS`` > the repository's runs/."""
+    return Path(path).expanduser() if path is not None else _default(ENV_RUNS, "runs")
+
+
+def jsonable(value):
+    """Plain JSON values: tuples become lists, NaN/inf become None, dtypes/devices become strings."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return jsonable(value.item())
+    return str(value)
+
+
+def config_key(config: dict) -> str:
+    """A stable 12-hex-digit hash of a configuration (order of keys does not matter)."""
+    text = json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def group_key(config: dict) -> str:
+    """The hash of a configuration without its seed: runs that differ only by seed share it."""
+    return config_key({k: v for k, v in config.items() if k != "seed"})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(text)).strip("-") or "model"
+
+
+def record_path(config: dict, directory=None) -> Path:
+    name = f"{_slug(config.get('model'))}_{_slug(config.get('dataset', 'data'))}_seed{config.get('seed', 0)}"
+    return results_dir(directory) / f"{name}_{config_key(config)}.json"
+
+
+def write_json(path: Path, obj) -> Path:
+    """Write JSON atomically: a killed writer never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_record(record: dict, directory=None) -> Path:
+    return write_json(record_path(record["config"], directory), record)
+
+
+def find_record(config: dict, directory=None) -> dict | None:
+    """The stored record of exactly this configuration, or None."""
+    path = record_path(config, directory)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def iter_records(directory=None):
+    for path in sorted(results_dir(directory).glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "config" in rec and "key" in rec:
+            yield rec
+
+
+def load_results(directory=None, status: str | None = "finished"):
+    """All records as a DataFrame, one row per run (``status=None`` keeps every status).
+
+    Columns: key, group (hash without the seed), model, dataset, images, seed, epochs,
+    recipe, status, val_acc, test_acc, params, wall_seconds, precision, device, plus
+    every other config field prefixed ``cfg.`` and ``recipe.``.
+    """
+    import pandas as pd
+    rows = []
+    for rec in iter_records(directory):
+        if status is not None and rec.get("status") != status:
+            continue
+        cfg = rec["config"]
+        recipe = cfg.get("recipe", {}) or {}
+        row = {"key": rec["key"], "group": group_key(cfg), "model": cfg.get("model"),
+               "dataset": cfg.get("dataset"), "images": cfg.get("images"), "seed": cfg.get("seed"),
+               "epochs": recipe.get("epochs"), "recipe": recipe.get("name"), "status": rec.get("status"),
+               "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "params": rec.get("params"),
+               "wall_seconds": rec.get("wall_seconds"),
+               "precision": (rec.get("settings") or {}).get("precision"),
+               "device": (rec.get("settings") or {}).get("device")}
+        row.update({f"cfg.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+                    for k, v in cfg.items() if k != "recipe"})
+        row.update({f"recipe.{k}": v for k, v in recipe.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(df, metrics=("val_acc", "test_acc"), by=("model", "recipe", "dataset", "images", "epochs")):
+    """Mean, std and number of seeds per configuration-without-seed.
+
+    Rows are grouped by ``group`` (the config hash without the seed); the ``by``
+    columns are kept as labels. Std is the sample std (NaN for one seed).
+    """
+    import pandas as pd
+    if df.empty:
+        return pd.DataFrame(columns=[*by, "seeds", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    labels = [c for c in by if c in df.columns]
+    out = df.groupby("group", sort=False).agg(
+        **{c: (c, "first") for c in labels}, seeds=("seed", "nunique"),
+        **{f"{m}_{s}": (m, s) for m in metrics for s in ("mean", "std")})
+    return out.reset_index()
+
+
+def mean_std(mean: float, std: float, digits: int = 2, scale: float = 100.0) -> str:
+    """'61.68 ± 0.42' (percent by default); a single seed shows the mean only."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
