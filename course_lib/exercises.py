@@ -1,0 +1,305 @@
+"""Parameterised exercises for instructors: make a class set, then grade it.
+
+An exercise is a *master* notebook in ``exercises/`` with
+
+- a cell tagged ``parameters`` (papermill), with allowed values in the metadata;
+- cells tagged ``solution``: the lines between ``### BEGIN SOLUTION`` and
+  ``### END SOLUTION`` are the answer, replaced for students by a stub;
+- cells tagged ``check``: hidden checks that call :func:`check`. Students never
+  see them; grading puts them back after the student's cells.
+
+Command line (``python -m course_lib.exercises --help``)::
+
+    make  EXERCISE SHEET --out DIR   # DIR/students/*.ipynb and DIR/solutions/*.ipynb
+    check EXERCISE FOLDER --gradebook grades.csv [--timeout 300]
+    params EXERCISE                  # the parameters and their allowed values
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from . import nbparams
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = '# YOUR CODE HERE\nraise NotImplementedError("write your answer here")'
+CHECK_LINE = re.compile(r"^CHECK (\S+): (PASS|FAIL)(?:: (.*))?$", re.M)
+STUDENT_KEY = "student"
+EXERCISE_DIR = Path(__file__).resolve().parent.parent / "exercises"
+
+
+# --------------------------------------------------------------------------- in the notebooks
+def check(name: str, passed, message: str = "") -> bool:
+    """Record one check: ``passed`` is a bool or a function returning one (exceptions fail it)."""
+    try:
+        ok = bool(passed() if callable(passed) else passed)
+    except Exception as err:  # a student's bug fails this check and not the others
+        ok, message = False, f"{type(err).__name__}: {err}"
+    print(f"CHECK {name}: PASS" if ok else f"CHECK {name}: FAIL: {message or 'wrong answer'}")
+    return ok
+
+
+# --------------------------------------------------------------------------- master notebooks
+def resolve(exercise) -> Path:
+    """An exercise by path or by name (``se_from_scratch`` finds ``exercises/*se_from_scratch.ipynb``)."""
+    path = Path(exercise)
+    if path.suffix == ".ipynb" and path.exists():
+        return path
+    found = sorted(EXERCISE_DIR.glob(f"*{path.stem}*.ipynb"))
+    if len(found) != 1:
+        names = ", ".join(p.stem for p in sorted(EXERCISE_DIR.glob("*.ipynb"))) or "none"
+        raise ValueError(f"No single exercise matches {str(exercise)!r}. Exercises: {names}")
+    return found[0]
+
+
+def info(path) -> dict:
+    """The exercise's metadata: title, checks, time limit."""
+    meta = nbformat.read(str(path), as_version=4).metadata.get("course", {}).get("exercise")
+    if not meta or not meta.get("checks"):
+        raise ValueError(f"{path} is not an exercise: its metadata has no course.exercise.checks list.")
+    return meta
+
+
+def _tags(cell) -> list:
+    return cell.metadata.get("tags", [])
+
+
+def strip_solution(source: str) -> str:
+    """Replace each BEGIN/END SOLUTION block by the stub, keeping its indentation."""
+    out, inside = [], False
+    for line in source.splitlines():
+        if line.strip() == BEGIN:
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out += [indent + s for s in STUB.splitlines()]
+        elif line.strip() == END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"a solution cell has {BEGIN!r} without {END!r}")
+    return "\n".join(out)
+
+
+def student_version(nb):
+    """The notebook a student gets: no solutions, no checks, no outputs."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for cell in nb.cells:
+        if "check" in _tags(cell):
+            continue
+        if cell.cell_type == "code":
+            if "solution" in _tags(cell):
+                cell.source = strip_solution(cell.source)
+                cell.metadata["tags"] = [t for t in _tags(cell) if t not in ("hide-input", "solution")] + ["answer"]
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def read_sheet(path) -> list[dict]:
+    """Rows of a CSV or YAML parameter sheet, one per student or variant."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"The parameter sheet {path} does not exist.")
+    if path.suffix.lower() in (".yml", ".yaml"):
+        import yaml
+        data = yaml.safe_load(path.read_text()) or []
+        rows = data.get("students", data) if isinstance(data, dict) else data
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: a YAML sheet is a list of mappings, one per student.")
+    elif path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        raise ValueError(f"{path}: a parameter sheet is a .csv or .yaml file.")
+    if not rows:
+        raise ValueError(f"{path} has no rows.")
+    return rows
+
+
+def _student_params(exercise: Path, rows: list[dict]) -> list[tuple[str, dict]]:
+    out, seen = [], set()
+    for i, row in enumerate(rows, start=1):
+        row = dict(row)
+        student = str(row.pop(STUDENT_KEY, "") or "").strip()
+        if not student:
+            raise ValueError(f"row {i} of the sheet has no '{STUDENT_KEY}' value. Columns: '{STUDENT_KEY}' "
+                             f"and any of these parameters:\n{nbparams.describe(exercise)}")
+        if student in seen:
+            raise ValueError(f"the student {student!r} appears twice in the sheet.")
+        seen.add(student)
+        try:
+            params = nbparams.validate(exercise, row)
+        except ValueError as err:
+            raise ValueError(f"row {i} ({student}): {err}") from None
+        out.append((student, params))
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def make(exercise, sheet, out) -> list[Path]:
+    """Write one student notebook per row of the sheet, and the matching solutions apart."""
+    import papermill
+    exercise = resolve(exercise)
+    info(exercise)
+    students = _student_params(exercise, read_sheet(sheet))  # everything is checked before anything is written
+    out = Path(out)
+    (out / "students").mkdir(parents=True, exist_ok=True)
+    (out / "solutions").mkdir(parents=True, exist_ok=True)
+    written = []
+    for student, params in students:
+        with tempfile.TemporaryDirectory() as tmp:
+            solved = Path(tmp) / "solution.ipynb"
+            papermill.execute_notebook(str(exercise), str(solved), parameters=params, prepare_only=True,
+                                       progress_bar=False)
+            nb = nbformat.read(str(solved), as_version=4)
+        nb.metadata.setdefault("course", {})["student"] = student
+        nb.metadata["course"]["source_exercise"] = exercise.name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        name = f"{exercise.stem}__{_safe(student)}.ipynb"
+        nbformat.write(nb, str(out / "solutions" / name))
+        nbformat.write(student_version(nb), str(out / "students" / name))
+        written.append(out / "students" / name)
+    return written
+
+
+# --------------------------------------------------------------------------- grading
+def grading_version(submission, exercise: Path):
+    """The submission's own cells, with the master's checks appended; student errors do not stop the run."""
+    nb = copy.deepcopy(submission)
+    nb.cells = [c for c in nb.cells if "check" not in _tags(c)]
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" not in _tags(cell):
+            cell.metadata["tags"] = list(set(_tags(cell)) | {"raises-exception"})
+    master = nbformat.read(str(exercise), as_version=4)
+    nb.cells += [copy.deepcopy(c) for c in master.cells if "check" in _tags(c)]
+    return nb
+
+
+def _submitted_params(nb, exercise: Path) -> dict:
+    params = nb.metadata.get("papermill", {}).get("parameters", {}) or {}
+    return nbparams.validate(exercise, params)
+
+
+def grade_one(path: Path, exercise: Path, timeout: float) -> dict:
+    """Run one completed notebook and read its checks."""
+    names = info(exercise)["checks"]
+    row = {STUDENT_KEY: path.stem.split("__")[-1], "notebook": path.name, "status": "", "seconds": 0.0}
+    try:
+        submission = nbformat.read(str(path), as_version=4)
+        row[STUDENT_KEY] = submission.metadata.get("course", {}).get("student", row[STUDENT_KEY])
+        params = _submitted_params(submission, exercise)
+    except Exception as err:
+        row.update(status="unreadable", error=f"{type(err).__name__}: {err}"[:500])
+        return {**row, **{n: "NOT RUN" for n in names}, "score": f"0/{len(names)}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        graded_in, graded_out = Path(tmp) / "in.ipynb", Path(tmp) / "out.ipynb"
+        nbformat.write(grading_version(submission, exercise), str(graded_in))
+        result = nbparams.run(graded_in, graded_out, params, timeout=timeout, cwd=exercise.parent)
+        outcome = _read_checks(graded_out) if graded_out.exists() else {}
+        errors = _cell_errors(graded_out) if graded_out.exists() else []
+    status = result["status"]
+    if status == "error" and errors:
+        status = "student error"  # the checks ran; the student's cells raised
+    row.update(status=status, seconds=result["seconds"])
+    results = {n: outcome.get(n, ("NOT RUN", ""))[0] for n in names}
+    failures = [f"{n}: {outcome[n][1]}" for n in names if n in outcome and outcome[n][0] == "FAIL" and outcome[n][1]]
+    row["error"] = "; ".join(([result["error"]] if result["status"] == "timeout" else []) + errors + failures)[:1000]
+    return {**row, **results, "score": f"{sum(v == 'PASS' for v in results.values())}/{len(names)}"}
+
+
+def _read_checks(path: Path) -> dict[str, tuple[str, str]]:
+    nb = nbformat.read(str(path), as_version=4)
+    found = {}
+    for cell in nb.cells:
+        if "check" not in _tags(cell):
+            continue
+        for out in cell.get("outputs", []):
+            for name, verdict, message in CHECK_LINE.findall(out.get("text", "")):
+                found[name] = (verdict, message)
+    return found
+
+
+def _cell_errors(path: Path) -> list[str]:
+    nb = nbformat.read(str(path), as_version=4)
+    return [f"{o.ename}: {o.evalue}"[:300] for c in nb.cells if "check" not in _tags(c)
+            for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def check_folder(exercise, folder, gradebook, timeout: float = 300) -> list[dict]:
+    """Grade every notebook in ``folder`` and write the gradebook CSV; one bad notebook spoils nothing."""
+    exercise = resolve(exercise)
+    names = info(exercise)["checks"]
+    notebooks = sorted(Path(folder).glob("*.ipynb"))
+    if not notebooks:
+        raise ValueError(f"{folder} has no .ipynb files to grade.")
+    rows = []
+    gradebook = Path(gradebook)
+    gradebook.parent.mkdir(parents=True, exist_ok=True)
+    fields = [STUDENT_KEY, "notebook", "status", "score", *names, "seconds", "error"]
+    with open(gradebook, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for path in notebooks:
+            row = grade_one(path, exercise, timeout)
+            writer.writerow({k: row.get(k, "") for k in fields})
+            f.flush()  # written as it comes: a killed grading run keeps what it graded
+            rows.append(row)
+            print(f"{row[STUDENT_KEY]}: {row['status']} {row['score']}", file=sys.stderr)
+    return rows
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.exercises", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the exercises")
+    p = sub.add_parser("params", help="an exercise's parameters and allowed values")
+    p.add_argument("exercise")
+    m = sub.add_parser("make", help="one student notebook per sheet row, solutions kept apart")
+    m.add_argument("exercise")
+    m.add_argument("sheet", help="CSV or YAML: a 'student' column plus parameter columns")
+    m.add_argument("--out", required=True, help="folder for students/ and solutions/")
+    c = sub.add_parser("check", help="grade a folder of completed notebooks into a CSV gradebook")
+    c.add_argument("exercise")
+    c.add_argument("folder")
+    c.add_argument("--gradebook", required=True)
+    c.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: the exercise's)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for path in sorted(EXERCISE_DIR.glob("*.ipynb")):
+                print(f"{path.stem}: {info(path).get('title', '')}")
+        elif args.command == "params":
+            print(nbparams.describe(resolve(args.exercise)))
+        elif args.command == "make":
+            for path in make(args.exercise, args.sheet, args.out):
+                print(path)
+        else:
+            exercise = resolve(args.exercise)
+            timeout = args.timeout or info(exercise).get("time_limit", 300)
+            rows = check_folder(exercise, args.folder, args.gradebook, timeout)
+            passed = sum(r["score"].split("/")[0] == r["score"].split("/")[1] for r in rows)
+            print(f"graded {len(rows)} notebooks, {passed} passed every check; gradebook: {args.gradebook}")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

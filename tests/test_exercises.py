@@ -1,0 +1,100 @@
+"""Instructors' exercises: class sets are made, solutions pass, wrong answers fail, bad sheets stop early."""
+import csv
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib import exercises, nbparams
+
+ROOT = Path(__file__).resolve().parents[1]
+EX1 = ROOT / "exercises" / "01_grouped_conv_cost.ipynb"
+SHEET = "student,n_i,n_o,g\nada,64,64,2\nbob,128,64,4\ncyd,256,128,8\ndan,32,32,16\neve,64,128,32\n"
+
+
+def _answer(nb, source):
+    """Replace the first answer cell of a student notebook by ``source``."""
+    cell = next(c for c in nb.cells if "answer" in c.metadata.get("tags", []))
+    cell.source = source
+    return nb
+
+
+@pytest.fixture(scope="module")
+def class_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("class")
+    sheet = out / "sheet.csv"
+    sheet.write_text(SHEET)
+    written = exercises.make(EX1, sheet, out)
+    return out, written
+
+
+def test_a_class_set_of_five_variants(class_set):
+    out, written = class_set
+    assert [p.name.split("__")[1] for p in written] == [f"{s}.ipynb" for s in ("ada", "bob", "cyd", "dan", "eve")]
+    student = nbformat.read(str(written[1]), as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    assert "BEGIN SOLUTION" not in text and "return g *" not in text      # solutions stripped
+    assert not any("check" in c.metadata.get("tags", []) for c in student.cells)  # checks hidden
+    assert "n_i = 128" in text and "g = 4" in text                      # bob's parameters injected
+    solution = nbformat.read(str(out / "solutions" / written[1].name), as_version=4)
+    assert "return g *" in "\n".join(c.source for c in solution.cells)
+
+
+def test_every_variant_solution_passes_and_blank_answers_fail(class_set):
+    out, _ = class_set
+    rows = exercises.check_folder(EX1, out / "solutions", out / "solutions.csv", timeout=120)
+    assert [r["score"] for r in rows] == ["3/3"] * 5
+    with open(out / "solutions.csv") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 5
+    blank = exercises.grade_one(sorted((out / "students").glob("*.ipynb"))[0], EX1, timeout=120)
+    assert blank["score"] == "0/3" and "NotImplementedError" in blank["error"]
+
+
+def test_a_wrong_answer_fails_and_a_hanging_one_is_cut_off(class_set, tmp_path):
+    out, written = class_set
+    wrong = _answer(nbformat.read(str(written[0]), as_version=4), "\n".join([
+        "def grouped_params(n_i, n_o, g, k): return n_i * n_o * k * k  # forgot the groups",
+        "def grouped_macs(n_i, n_o, g, k, H, W): return grouped_params(n_i, n_o, g, k) * H * W",
+        "saving = 1.0"]))
+    nbformat.write(wrong, str(tmp_path / "01_grouped_conv_cost__wrong.ipynb"))
+    hang = _answer(nbformat.read(str(written[1]), as_version=4), "while True:\n    pass")
+    nbformat.write(hang, str(tmp_path / "01_grouped_conv_cost__hang.ipynb"))
+    good = nbformat.read(str(out / "solutions" / written[2].name), as_version=4)
+    nbformat.write(good, str(tmp_path / "01_grouped_conv_cost__zed.ipynb"))
+    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=20)}
+    assert rows["ada"]["params"] == "FAIL" and rows["ada"]["saving"] == "FAIL"
+    assert rows["ada"]["status"] == "ok"           # it ran; it was wrong
+    assert rows["bob"]["status"] == "timeout" and rows["bob"]["score"] == "0/3"
+    assert "time limit" in rows["bob"]["error"]
+    assert rows["cyd"]["score"] == "3/3"             # graded after the hanging one
+
+
+@pytest.mark.parametrize("sheet, message", [
+    ("student,n_i,groups\nada,64,2\n", "has no parameter 'groups'"),
+    ("student,n_i,g\nada,64,3\n", "g=3 is not allowed"),
+    ("student,n_i,g\nada,sixty,2\n", "is not a int"),
+    ("student,n_i,g\nada,,2\n", "has no value"),
+    ("n_i,g\n64,2\n", "has no 'student' value"),
+    ("student,g\nada,2\nada,4\n", "appears twice"),
+])
+def test_a_bad_sheet_stops_with_the_allowed_parameters(tmp_path, sheet, message):
+    path = tmp_path / "sheet.csv"
+    path.write_text(sheet)
+    with pytest.raises(ValueError, match=message) as err:
+        exercises.make(EX1, path, tmp_path / "out")
+    assert "n_o (default 128" in str(err.value) or "appears twice" in message
+    assert not (tmp_path / "out").exists()           # nothing half-written
+
+
+def test_yaml_sheets_and_the_command_line(tmp_path, capsys):
+    sheet = tmp_path / "sheet.yaml"
+    sheet.write_text("students:\n  - {student: ada, g: 2}\n  - {student: bob, g: 8, k: 1}\n")
+    assert exercises.main(["make", "01_grouped_conv_cost", str(sheet), "--out", str(tmp_path / "o")]) == 0
+    assert len(list((tmp_path / "o" / "students").glob("*.ipynb"))) == 2
+    assert exercises.main(["make", "no_such_exercise", str(sheet), "--out", str(tmp_path / "p")]) == 2
+    assert "No single exercise matches" in capsys.readouterr().err
+
+
+def test_unknown_parameter_in_nbparams_lists_allowed():
+    with pytest.raises(ValueError, match=r"Allowed parameters:\n  n_i"):
+        nbparams.validate(EX1, {"N_I": 4})
