@@ -65,7 +65,7 @@ class Recipe:
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
-            (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
+            (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.drop_rate is None or 0 <= self.drop_rate < 1, "drop_rate must be None or in [0, 1)"),
             (isinstance(self.crop_padding, int) and self.crop_padding >= 0, "crop_padding must be an integer >= 0"),

@@ -1,0 +1,188 @@
+"""course_lib.train: recipes, tensor augmentation, exact resume, divergence, reuse of records.
+
+Runs use a tiny CNN on a few hundred real CIFAR-10 images, so the whole file is quick.
+"""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import train as tr
+from course_lib.device import RunSettings
+
+
+class Tiny(nn.Module):
+    """Two strided convs, batch norm, dropout: enough to exercise every RNG and buffer."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2))
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+QUICK = dict(images=300, val_size=100, test_images=100, batch_size=64, epochs=3, drop_rate=None,
+             progress=False, name="tiny")
+
+
+@pytest.fixture
+def dirs(tmp_path, real_data_root):
+    return dict(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", data_root=real_data_root)
+
+
+# --------------------------------------------------------------------------- recipes
+def test_recipes_are_data_and_reject_unknown_fields():
+    report = tr.get_recipe("report")
+    assert (report.lr, report.momentum, report.weight_decay, report.batch_size, report.epochs,
+            report.drop_rate, report.schedule, report.crop_padding, report.flip) == \
+        (0.1, 0.9, 1e-4, 256, 20, 0.2, "constant", 0, False)
+    assert tr.get_recipe("book").epochs == report.epochs
+    changed = tr.get_recipe("book", lr=0.05, epochs=3)
+    assert changed.lr == 0.05 and changed.name == "book(epochs=3,lr=0.05)"
+    assert tr.get_recipe({"name": "report", "epochs": 2}).epochs == 2
+    with pytest.raises(ValueError, match="'warmup_epochs'"):  # lists the known fields
+        tr.get_recipe("book", lrate=0.1)
+    with pytest.raises(ValueError, match="'report', 'book'"):
+        tr.get_recipe("fast")
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(epochs=0), dict(batch_size=0), dict(lr=0),
+                                 dict(schedule="step"), dict(label_smoothing=1.0), dict(warmup_epochs=25)])
+def test_bad_recipe_values_raise(bad):
+    with pytest.raises(ValueError, match="bad recipe"):
+        tr.get_recipe("book", **bad)
+
+
+def test_run_rejects_unknown_arguments_and_devices(dirs):
+    with pytest.raises(ValueError, match="recipe fields"):
+        tr.run(Tiny, "report", lrate=0.1, **dirs, **QUICK)
+    with pytest.raises(ValueError, match="unknown device"):
+        tr.run(Tiny, "report", device="tpu", **dirs, **QUICK)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        tr.run(Tiny, "report", dataset="mnist", **dirs, **QUICK)
+
+
+def test_schedule_warms_up_then_decays():
+    cos = tr.Schedule("cosine", total_steps=10, warmup_steps=2)
+    assert [cos(0), cos(1), cos(2)] == [0.5, 1.0, 1.0] and cos(10) == pytest.approx(0.0)
+    assert tr.Schedule("linear", 10)(5) == 0.5 and tr.Schedule("constant", 10)(9) == 1.0
+
+
+# --------------------------------------------------------------------------- tensor batches
+def test_crop_and_flip_move_pixels_as_asked():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(tr.random_crop(x, 0, g), x)
+    crop = tr.random_crop(x, 2, g)
+    assert crop.shape == x.shape and crop.dtype == torch.uint8
+    padded = nn.functional.pad(x, (2,) * 4)
+    for i in range(2):  # every crop is some 4x4 window of the padded image
+        assert any(torch.equal(crop[i], padded[i, :, r:r + 4, c:c + 4]) for r in range(5) for c in range(5))
+    flipped = tr.random_flip(x, torch.Generator().manual_seed(1))
+    assert all(torch.equal(f, im) or torch.equal(f, im.flip(2)) for f, im in zip(flipped, x))
+    a = tr.augment(x, tr.get_recipe("book"), torch.Generator().manual_seed(3))
+    b = tr.augment(x, tr.get_recipe("book"), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)  # the generator alone decides
+
+
+def test_batches_cover_the_data_once_and_shuffle_by_seed():
+    batches = tr.batch_indices(10, 4, tr.epoch_generator(0, 0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(10))
+    assert [len(b) for b in tr.batch_indices(9, 4, torch.Generator())] == [4, 4]  # a batch of 1 is dropped
+    again = tr.batch_indices(10, 4, tr.epoch_generator(0, 0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert not torch.equal(torch.cat(batches), torch.cat(tr.batch_indices(10, 4, tr.epoch_generator(0, 1))))
+
+
+def test_normalize_is_per_channel():
+    x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    y = tr.normalize(x, (0.5, 0.5, 0.0), (0.5, 0.25, 1.0))
+    assert y[0, :, 0, 0].tolist() == [1.0, 2.0, 1.0]
+
+
+# --------------------------------------------------------------------------- runs on real images
+def _final(runs_dir):
+    (path,) = runs_dir.glob("*.pt")
+    return torch.load(path, weights_only=False)
+
+
+def _no_time(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def test_killed_run_resumes_to_the_same_weights_and_history(dirs, tmp_path):
+    recipe = tr.get_recipe("book", **{k: QUICK[k] for k in ("batch_size", "epochs", "drop_rate")})
+    opts = {k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")}
+    whole = tr.run(Tiny, recipe, **dirs, **opts)
+    assert whole["status"] == "finished" and len(whole["history"]) == 3
+
+    def kill_after_first(epoch, entry, history):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+    other = dict(dirs, results_dir=tmp_path / "r2", runs_dir=tmp_path / "k2")
+    with pytest.raises(KeyboardInterrupt):
+        tr.run(Tiny, recipe, callback=kill_after_first, **other, **opts)
+    assert _final(other["runs_dir"])["epoch"] == 1
+    (partial,) = other["results_dir"].glob("*.json")
+    assert json.loads(partial.read_text())["status"] == "running"
+    seen = []
+    resumed = tr.run(Tiny, recipe, callback=lambda e, *_: seen.append(e), **other, **opts)
+    assert seen == [2, 3]  # only the missing epochs ran
+    a, b = _final(dirs["runs_dir"]), _final(other["runs_dir"])
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert _no_time(whole["history"]) == _no_time(resumed["history"])
+    assert (whole["test_acc"], whole["val_acc"]) == (resumed["test_acc"], resumed["val_acc"])
+    assert whole["key"] == resumed["key"]
+
+
+def test_finished_runs_are_reused_unless_forced(dirs):
+    first = tr.run(Tiny, "report", seed=1, **dirs, **{**QUICK, "epochs": 1})
+    rec = first["history"][0]
+    assert 0 <= rec["train_acc"] <= 1 and rec["train_loss"] > 0 and rec["seconds"] > 0
+    assert first["params"] == sum(p.numel() for p in Tiny().parameters())
+    assert first["config"]["recipe"]["lr"] == 0.1 and first["config"]["images"] == 300
+    assert first["hardware"]["torch_threads"] >= 1 and first["settings"]["device"] == "cpu"
+    calls = []
+    again = tr.run(Tiny, "report", seed=1, callback=lambda *a: calls.append(a), **dirs, **{**QUICK, "epochs": 1})
+    assert calls == [] and again == first
+    forced = tr.run(Tiny, "report", seed=1, force=True, callback=lambda *a: calls.append(a), **dirs,
+                    **{**QUICK, "epochs": 1})
+    assert len(calls) == 1 and _no_time(forced["history"]) == _no_time(first["history"])  # seeded: same numbers
+    other_seed = tr.run(Tiny, "report", seed=2, **dirs, **{**QUICK, "epochs": 1})
+    assert other_seed["key"] != first["key"] and len(list(dirs["results_dir"].glob("*.json"))) == 2
+
+
+def test_divergence_stops_with_a_clear_error(dirs):
+    with pytest.raises(tr.DivergenceError, match=r"epoch \d+, step \d+/\d+.*learning rate 1e\+06.*Try"):
+        tr.run(Tiny, "report", lr=1e6, **dirs, **QUICK)
+    (path,) = dirs["results_dir"].glob("*.json")
+    assert json.loads(path.read_text())["status"] == "diverged"
+    rec = tr.run(Tiny, "report", lr=1e6, raise_on_divergence=False, **dirs, **QUICK)
+    assert rec["status"] == "diverged" and "diverged at epoch" in rec["error"]
+
+
+def test_wrong_number_of_classes_is_explained(dirs):
+    with pytest.raises(ValueError, match="num_classes"):
+        tr.run(lambda: Tiny(num_classes=3), "report", **dirs, **QUICK)
+
+
+def test_channels_last_and_bfloat16_autocast_train_on_cpu(real_data_root):
+    data = tr.load_data("cifar10", images=128, val_size=64, test_images=64, root=real_data_root)
+    settings = RunSettings(torch.device("cpu"), amp_dtype=torch.bfloat16, channels_last=True)
+    torch.manual_seed(0)
+    out = tr.train(Tiny(), data, tr.get_recipe("book", epochs=1, batch_size=64), settings=settings, progress=False)
+    h = out["history"][0]
+    assert torch.isfinite(torch.tensor(h["train_loss"])) and 0 <= h["val_acc"] <= 1
+    assert out["settings"] == {"device": "cpu", "precision": "bf16", "channels_last": True}
+
+
+def test_head_gets_its_own_learning_rate():
+    opt = tr.make_optimizer(Tiny(), tr.get_recipe("finetune"))
+    body, head = opt.param_groups
+    assert head["lr"] == pytest.approx(10 * body["lr"]) and len(head["params"]) == 2
