@@ -95,6 +95,13 @@ def write_record(record: dict, directory=None) -> Path:
     return write_json(record_path(record["config"], directory), record)
 
 
+def update_record(record: dict, directory=None, **fields) -> dict:
+    """Add fields to a stored record (e.g. ``latency=measure_latency(model)``) and rewrite it."""
+    record = {**record, **jsonable(fields)}
+    write_record(record, directory)
+    return record
+
+
 def find_record(config: dict, directory=None) -> dict | None:
     """The stored record of exactly this configuration, or None."""
     path = record_path(config, directory)

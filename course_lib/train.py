@@ -15,7 +15,6 @@ on the CPU a resumed run ends bitwise equal to an uninterrupted one.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -530,7 +529,8 @@ def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10"
     (trained in place) or a function returning one. ``recipe_fields`` override fields
     of the recipe (``epochs=3, lr=0.05``). A finished record with the same configuration
     in ``results_dir`` is returned as it is unless ``force``; an interrupted run resumes
-    from its checkpoint in ``runs_dir``.
+    from its checkpoint in ``runs_dir``. ``progress=None`` shows tqdm bars unless the
+    environment sets ``COURSE_PROGRESS=0``.
     """
     unknown = sorted(set(recipe_fields) - set(Recipe.fields()))
     if unknown:
@@ -585,7 +585,7 @@ def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10"
         return record
     record.update(out, status="finished", updated=_now())
     res.write_record(record, results_dir)
-    return copy.deepcopy(res.jsonable(record))
+    return res.jsonable(record)
 
 
 def _maybe_load_weights(model, ckpt: Path) -> None:

@@ -36,6 +36,8 @@ def test_record_round_trip_is_atomic_and_json(tmp_path):
     assert back["history"][0]["train_loss"] is None  # NaN is stored as null: strict JSON
     json.loads(path.read_text())
     assert res.find_record(_config(seed=9), tmp_path) is None
+    res.update_record(back, tmp_path, latency={"img_per_s": 5.0})
+    assert res.find_record(cfg, tmp_path)["latency"] == {"img_per_s": 5.0}
 
 
 def test_table_has_mean_and_std_over_seeds(tmp_path):

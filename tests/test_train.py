@@ -130,6 +130,7 @@ def test_killed_run_resumes_to_the_same_weights_and_history(dirs, tmp_path):
     assert _final(other["runs_dir"])["epoch"] == 1
     (partial,) = other["results_dir"].glob("*.json")
     assert json.loads(partial.read_text())["status"] == "running"
+    (other["runs_dir"] / ".half-written.pt.tmp").write_bytes(b"\0" * 10)  # a write killed midway is ignored
     seen = []
     resumed = tr.run(Tiny, recipe, callback=lambda e, *_: seen.append(e), **other, **opts)
     assert seen == [2, 3]  # only the missing epochs ran
@@ -186,3 +187,30 @@ def test_head_gets_its_own_learning_rate():
     opt = tr.make_optimizer(Tiny(), tr.get_recipe("finetune"))
     body, head = opt.param_groups
     assert head["lr"] == pytest.approx(10 * body["lr"]) and len(head["params"]) == 2
+
+
+def test_models_by_name_are_rebuilt_and_reloaded(dirs, monkeypatch):
+    built = []
+
+    def fake_build(name, num_classes, drop_rate=None, **overrides):
+        built.append((name, num_classes, drop_rate, overrides))
+        return Tiny(num_classes)
+    monkeypatch.setattr(tr, "build_model", fake_build)
+    opts = {**QUICK, "epochs": 1, "drop_rate": 0.2, "val_size": 0}
+    opts.pop("name")
+    rec = tr.run("Tiny-by-name", "report", model_overrides={"width": 8}, **dirs, **opts)
+    assert built[0] == ("Tiny-by-name", 10, 0.2, {"width": 8}) and rec["config"]["arch"] is None
+    assert rec["val_acc"] is None and rec["test_acc"] is not None  # val_size=0: train on train+val
+    model = tr.load_model(rec, runs_dir=dirs["runs_dir"])
+    (ckpt,) = dirs["runs_dir"].glob("*.pt")
+    saved = torch.load(ckpt, weights_only=False)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items()) and not model.training
+
+
+def test_hotdog_fine_tuning_runs_on_tensors(dirs):
+    data = tr.load_data("hotdog", images=64, test_images=32, root=dirs["data_root"])
+    assert data["train"].images.shape[1:] == (3, 64, 64) and data["val"] is None
+    assert data["train"].labels.bincount().tolist() == [32, 32]
+    rec = tr.run(lambda: Tiny(num_classes=2), "finetune", dataset="hotdog", images=64, test_images=32,
+                 epochs=1, name="tiny", progress=False, **dirs)
+    assert rec["status"] == "finished" and rec["config"]["num_classes"] == 2 and 0 <= rec["test_acc"] <= 1
