@@ -8,6 +8,13 @@ Each idea of the book has one module, named after it:
 - ``train``       recipes, training on uint8 tensors, checkpoints and exact resume, ``run``
 - ``results``     one JSON record per run, keyed by its configuration; tables over seeds
 - ``latency``     parameters, multiply-adds, latency and throughput
+- ``grouped``     grouped convolution and the ResNeXt bottleneck in its two forms (Fig. 1)
+- ``se``          Squeeze-and-Excitation, with its gates kept for plotting
+- ``sk``          Selective Kernel: attention over branches of different kernels
+- ``split_attn``  Split-Attention in the cardinality-major and radix-major layouts
+- ``resnest``     the ResNeSt network, its names, ``create_model`` and ``parse_name``
+- ``cost``        parameters and multiply-adds, counted and by formula
+- ``bench``       ``python -m course_lib.bench``: course_lib against timm, speed ratios
 """
 __version__ = "0.1.0"
 REPO_URL = "https://github.com/split-attention-course/resnest-book"  # same as _config.yml
@@ -17,6 +24,11 @@ _ENGINE = {"run": "train", "get_recipe": "train", "Recipe": "train", "RECIPES": 
            "DivergenceError": "train", "pick_device": "device", "RunSettings": "device",
            "load_results": "results", "summarize": "results", "count_macs": "latency",
            "measure_latency": "latency", "benchmark": "latency"}
+# The blocks' names, imported on first use too.
+_ENGINE.update({"create_model": "resnest", "parse_name": "resnest", "list_models": "resnest",
+                "ResNeSt": "resnest", "ResNestBottleneck": "resnest",
+                "SplitAttn": "split_attn", "SplitAttnCardinal": "split_attn",
+                "MixedKernelSplitAttn": "split_attn"})
 
 
 def __getattr__(name):
