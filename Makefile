@@ -11,7 +11,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book test test-unit test-notebooks install clean
+.PHONY: book web-assets test test-unit test-notebooks install clean
 
 install: $(STAMP)
 
@@ -24,9 +24,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-book: $(STAMP)
+book: $(STAMP) web-assets
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in _build/html/index.html"
+
+# MathJax, require.js and the widget manager, served by the site itself (offline): see tools/web_assets.py
+web-assets:
+	$(PY) tools/web_assets.py
 
 test: test-unit test-notebooks
 

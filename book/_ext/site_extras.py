@@ -1,0 +1,54 @@
+"""Sphinx extension for the book's site (loaded through `sphinx.local_extensions` in _config.yml).
+
+1. A note under every notebook cell that displays an ipywidget. The page renders
+   the widget from the state saved when the notebook ran: a reader sees its
+   initial state but cannot move it, which needs a live kernel.
+2. Each inline script once per page. Sphinx 7.4 registers an inline script added
+   after the builder starts (sphinx-thebe's `const THEBE_JS_URL = ...`) twice,
+   once as filename None and once as '', and the second `const` throws in the
+   browser on every page.
+"""
+from docutils import nodes
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("Static view: this widget shows the state it had when the notebook ran. "
+               "To use it, run the notebook with a live Python kernel: on Colab (the rocket "
+               "button at the top of the page) or locally with Jupyter.")
+
+
+def _cell_of(node):
+    while node is not None and "cell" not in node.get("classes", []):
+        node = node.parent
+    return node
+
+
+def add_widget_notes(app, doctree, docname):
+    done = set()
+    for raw in list(doctree.findall(nodes.raw)):
+        if WIDGET_VIEW not in raw.astext():
+            continue
+        cell = _cell_of(raw)
+        if cell is None or id(cell) in done or cell.parent is None:
+            continue
+        done.add(id(cell))
+        note = nodes.note("", nodes.paragraph(text=WIDGET_NOTE), classes=["widget-note"])
+        cell.parent.insert(cell.parent.index(cell) + 1, note)
+
+
+def dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not isinstance(scripts, list):
+        return
+    seen, kept = set(), []
+    for js in scripts:
+        key = (js.filename or "", js.priority, tuple(sorted(js.attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(js)
+    scripts[:] = kept
+
+
+def setup(app):
+    app.connect("doctree-resolved", add_widget_notes)
+    app.connect("html-page-context", dedupe_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
