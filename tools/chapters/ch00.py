@@ -41,12 +41,57 @@ print("one batch of images:", tuple(train.images[:8].shape), train.images.dtype)
 print("classes:", ", ".join(train.classes))
 """),
     md("""
-Each image is 32 by 32 pixels with three colour channels, stored as bytes. Here
-are the first two of every class in the validation split.
+Each image is 32 by 32 pixels with three colour channels, stored as bytes: an
+image is a tensor $x \\in \\{0, 1, \\dots, 255\\}^{3 \\times 32 \\times 32}$ of
+unsigned 8-bit integers. Here are the first two of every class in the
+validation split.
 """),
     code("""
 order = torch.cat([torch.nonzero(val.labels == c).flatten()[:2] for c in range(10)])
 fig = show_images(val.images[order], [val.classes[int(c)] for c in val.labels[order]], ncols=10)
+"""),
+    md("""
+## Browse the images yourself
+
+Twenty images say little about a class. The small explorer below, built with
+`ipywidgets`, walks through the validation images of one class: choose a class,
+then move the slider. Each image is enlarged four times without smoothing, so
+every square you see is one of the 32 by 32 pixels.
+"""),
+    code("""
+import io
+import ipywidgets as widgets
+from PIL import Image
+
+
+def png(image, scale=4):
+    \"\"\"A uint8 (3, H, W) image as PNG bytes, enlarged `scale` times with nearest-neighbour.\"\"\"
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="png")
+    return buffer.getvalue()
+
+
+by_class = [torch.nonzero(val.labels == c).flatten() for c in range(len(val.classes))]
+pick = widgets.Dropdown(options=list(val.classes), value="cat", description="class")
+index = widgets.IntSlider(value=0, min=0, description="image")
+picture = widgets.Image(format="png", width=128, height=128)
+caption = widgets.Label()
+
+
+def update(_=None):
+    members = by_class[val.classes.index(pick.value)]
+    index.max = len(members) - 1
+    i = int(members[index.value])
+    picture.value = png(val.images[i])
+    caption.value = f"validation image {i:,} of {len(val):,}, labelled {pick.value}"
+
+
+pick.observe(update, "value")
+index.observe(update, "value")
+update()
+widgets.VBox([widgets.HBox([pick, index]), picture, caption])
 """),
     md("""
 ```{note}
