@@ -11,7 +11,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book web-assets test test-unit test-notebooks install clean
+.PHONY: book web-assets test-site test test-unit test-notebooks install clean
 
 install: $(STAMP)
 
@@ -31,6 +31,22 @@ book: $(STAMP) web-assets
 # MathJax, require.js and the widget manager, served by the site itself (offline): see tools/web_assets.py
 web-assets:
 	$(PY) tools/web_assets.py
+
+# The built site in a real browser (tests_site/): Debian's chromium and Playwright's Python
+# client from PyPI; Playwright downloads no browser. Screenshots land in site-test/.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+SITE_STAMP := $(VENV)/.site-test-installed
+
+$(SITE_STAMP): tests_site/requirements.txt $(STAMP)
+	$(PY) -m pip install -r tests_site/requirements.txt
+	touch $@
+
+test-site: book $(SITE_STAMP)
+	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+	$(PY) -m pytest tests_site --timeout 600
 
 test: test-unit test-notebooks
 
