@@ -4,6 +4,7 @@ Each idea of the book has one module, named after it:
 
 - ``data``        CIFAR-10 and Hotdog, found offline or downloaded
 - ``plots``       image grids and block diagrams drawn with matplotlib
+- ``diagrams``    block diagrams with tensor shapes: grouped conv, ResNeXt, SE, SK, ...
 - ``device``      CUDA > MPS > CPU, and the mixed precision / channels-last that follow
 - ``train``       recipes, training on uint8 tensors, checkpoints and exact resume, ``run``
 - ``results``     one JSON record per run, keyed by its configuration; tables over seeds
