@@ -256,7 +256,7 @@ def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: 
         raise ValueError(f"images must be None (all) or >= 2, got {images}")
     val_size = DATASETS[dataset]["val_size"] if val_size is None else val_size
     if dataset == "cifar10":
-        train = load_cifar10("train" if val_size else "train+val", root=root, val_size=val_size or 1,
+        train = load_cifar10("train" if val_size else "train+val", root=root, val_size=val_size,
                              split_seed=split_seed, limit=images)
         val = load_cifar10("val", root=root, val_size=val_size, split_seed=split_seed) if val_size else None
         test = load_cifar10("test", root=root)
@@ -469,11 +469,8 @@ def count_params(model: nn.Module) -> int:
 
 # --------------------------------------------------------------------------- run = data + model + train + record
 def build_model(name: str, num_classes: int, drop_rate: float | None = None, **overrides) -> nn.Module:
-    """``course_lib.create_model(name, ...)``, or timm's while the book's factory is absent."""
-    try:
-        from .resnest import create_model
-    except ImportError:
-        from timm import create_model
+    """``course_lib.create_model(name, num_classes, drop_rate=..., **overrides)``."""
+    from .resnest import create_model
     if drop_rate is not None:
         overrides.setdefault("drop_rate", drop_rate)
     return create_model(name, num_classes=num_classes, **overrides)
