@@ -23,9 +23,14 @@ def repo_url() -> str:
 
 
 def setup_cell():
-    """The first code cell of every notebook: Colab installs course_lib, a local run has it."""
+    """The first code cell of every notebook: Colab installs course_lib, a local run has it.
+
+    `%matplotlib inline` puts figures in the outputs even when MPLBACKEND=Agg is set
+    (the Makefile sets it, and a kernel would otherwise draw every figure off-page).
+    """
     return code(
         "# Setup: on Colab this installs course_lib from the book's repository; locally it is already there.\n"
+        "%matplotlib inline\n"
         "import importlib.util\n"
         "if importlib.util.find_spec(\"course_lib\") is None:\n"
         f"    %pip install -q \"course_lib @ git+{repo_url()}\"",

@@ -51,6 +51,14 @@ order = torch.cat([torch.nonzero(val.labels == c).flatten()[:2] for c in range(1
 fig = show_images(val.images[order], [val.classes[int(c)] for c in val.labels[order]], ncols=10)
 """),
     md("""
+```{note}
+The copy of CIFAR-10 used to build this site is stored as JPEG (quality 75), not
+as the original lossless pixels, because the machines that build the book have no
+internet. Expect slight compression artefacts, and accuracies that can sit a
+little below those measured on the official files.
+```
+"""),
+    md("""
 ## Browse the images yourself
 
 Twenty images say little about a class. The small explorer below, built with
@@ -94,13 +102,6 @@ update()
 widgets.VBox([widgets.HBox([pick, index]), picture, caption])
 """),
     md("""
-```{note}
-The copy of CIFAR-10 used to build this site is stored as JPEG (quality 75), not
-as the original lossless pixels, because the machines that build the book have no
-internet. Expect slight compression artefacts, and accuracies that can sit a
-little below those measured on the official files.
-```
-
 ## The Hotdog data set
 
 Chapter 8 fine-tunes networks on D2L's Hotdog data set {cite}`zhang2023d2l`:
