@@ -78,6 +78,11 @@ DOM_FACTS = """
     if (bad) errorOutputs.push(t.slice(0, 300));
   }
 
+  // A figure that reached the page only as its text repr: the kernel drew it off-page
+  // (e.g. MPLBACKEND=Agg without `%%matplotlib inline`).
+  const textFigures = [...document.querySelectorAll('.cell_output .output')]
+    .map(text).filter(t => /<Figure size [\d.]+x[\d.]+ with \d+ Axes>/.test(t)).map(t => t.slice(0, 120));
+
   const maths = [...document.querySelectorAll('span.math, div.math')];
   const math = {
     count: maths.length,
@@ -109,7 +114,7 @@ DOM_FACTS = """
   const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
   const h1 = document.querySelector('article section h1') || document.querySelector('main h1');
   const number = h1 && h1.querySelector('.section-number');
-  return {errorOutputs, math, images, widgets, links,
+  return {errorOutputs, textFigures, math, images, widgets, links,
           title: h1 ? text(h1).replace(/#$/, '').trim() : null,
           sectionNumber: number ? text(number) : null,
           sidebar: [...document.querySelectorAll('.bd-sidenav a.reference')].map(a => [a.getAttribute('href'), text(a)])};

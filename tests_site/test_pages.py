@@ -44,6 +44,14 @@ def test_no_error_outputs(visit, page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=str)
+def test_figures_are_drawn(visit, page):
+    """A matplotlib figure shows as an image, not as the text '<Figure size ... with N Axes>'."""
+    figures = visit(page).dom["textFigures"]
+    assert not figures, (f"{page}: figures printed as text, not drawn (is `%matplotlib inline` "
+                         f"in the setup cell?):{lines(figures)}")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=str)
 def test_math_is_typeset(visit, page):
     math = visit(page).dom["math"]
     if not math["count"]:

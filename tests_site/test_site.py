@@ -95,3 +95,13 @@ def test_search_works_offline(browser, server):
         tab.close()
     assert any("00_setup_and_data" in h for h in hits), hits
     assert not v.blocked and not v.console_errors and not v.failed, (v.blocked, v.console_errors, v.failed)
+
+
+@pytest.mark.parametrize("page", NOTEBOOKS, ids=str)
+def test_setup_cell_draws_figures_inline(page):
+    """With MPLBACKEND=Agg (the Makefile sets it) a kernel draws figures off-page and the
+    page shows none, silently; `%matplotlib inline` in the setup cell (tools/nb.py) prevents it."""
+    import json
+    cells = json.loads(page.source.read_text())["cells"]
+    first = next(c for c in cells if c["cell_type"] == "code")
+    assert "%matplotlib inline" in "".join(first["source"]), f"{page}: setup cell lacks %matplotlib inline"
