@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .se import pooled_fc
+
 __all__ = ["split_attn_channels", "RadixSoftmax", "SplitAttn", "CardinalGroup",
            "SplitAttnCardinal", "MixedKernelSplitAttn", "cardinal_to_radix",
            "radix_to_cardinal", "radix_input_order", "mixed_from_plain"]
@@ -96,7 +98,7 @@ class RadixSoftmax(nn.Module):
         self.radix = radix
         self.cardinality = cardinality
 
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:          # (N, K*R*Ck)
         n = logits.shape[0]
         if self.radix == 1:
             return torch.sigmoid(logits).view(n, 1, -1)                       # (N, 1, C)
@@ -154,22 +156,48 @@ class SplitAttn(nn.Module):
         x = F.relu(self.bn0(self._splits(x)), inplace=True)       # (N, R*C, H, W)
         n, rc, h, w = x.shape
         c = rc // self.radix
-        # GAP first, then the sum over splits: both are linear, and pooling first
-        # touches the big tensor once instead of twice.
-        s = x.mean((2, 3), keepdim=True)                           # (N, R*C, 1, 1)
-        if self.radix > 1:
-            s = s.view(n, self.radix, c, 1, 1).sum(1)              # (N, C, 1, 1)
-        z = F.relu(self.bn1(self.fc1(s)), inplace=True)            # (N, d, 1, 1)
-        a = self.rsoftmax(self.fc2(z))                             # (N, R, C)
+        s = _pool_splits(x, self.radix)                            # (N, C)
+        z = self.bn1(pooled_fc(self.fc1, s)[..., None, None])      # (N, d, 1, 1)
+        z = F.relu(z, inplace=True).flatten(1)                     # (N, d)
+        a = self.rsoftmax(pooled_fc(self.fc2, z))                  # (N, R, C)
         self.last_attention = a.detach()
         if self.radix == 1:
             return x * a.view(n, c, 1, 1)
-        x = x.view(n, self.radix, c, h, w)
-        a = a.view(n, self.radix, c, 1, 1)
-        out = x[:, 0] * a[:, 0]
-        for r in range(1, self.radix):                             # V = sum_r a_r * U_r
-            out = torch.addcmul(out, x[:, r], a[:, r])
-        return out                                                 # (N, C, H, W)
+        return _weighted_sum(x.view(n, self.radix, c, h, w), a.view(n, self.radix, c, 1, 1))
+
+
+def _autograd(t: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and t.requires_grad
+
+
+def _pool_splits(x: torch.Tensor, radix: int) -> torch.Tensor:
+    """GAP of the sum of the R splits: (N, R*C, H, W) -> (N, C).
+
+    Both steps are linear, so their order is free. Without autograd, pooling first
+    is cheaper on large maps (one pass over the big tensor instead of two). With
+    autograd, summing first keeps the backward pass of the pooling small.
+    """
+    n, rc, h, w = x.shape
+    if radix == 1:
+        return x.mean((2, 3))
+    if h * w >= 16 and not _autograd(x):
+        return x.mean((2, 3)).view(n, radix, rc // radix).sum(1)
+    return x.view(n, radix, rc // radix, h, w).sum(1).mean((2, 3))
+
+
+def _weighted_sum(u: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``V = sum_r a_r * U_r`` for splits u (N, R, C, H, W) and weights a (N, R, C, 1, 1).
+
+    Without autograd, fused multiply-adds (``addcmul``) never build the (N, R, C, H, W)
+    product. With autograd, one broadcast product and a sum give a cheaper backward
+    than the slices of the fused form.
+    """
+    if _autograd(u) or _autograd(a):
+        return (u * a).sum(1)
+    out = u[:, 0] * a[:, 0]
+    for r in range(1, u.shape[1]):
+        out = torch.addcmul(out, u[:, r], a[:, r])
+    return out                                                     # (N, C, H, W)
 
 
 class MixedKernelSplitAttn(SplitAttn):
@@ -235,12 +263,13 @@ class CardinalGroup(nn.Module):
         """Returns the output ``(N, Ck, H, W)`` and the attention ``(N, R, Ck)``."""
         u = F.relu(self.bn0(self.conv(x)), inplace=True)           # (N, R*Ck, H, W)
         n, rc, h, w = u.shape
+        s = _pool_splits(u, self.radix)                            # (N, Ck)
         u = u.view(n, self.radix, rc // self.radix, h, w)          # (N, R, Ck, H, W)
-        s = u.sum(1).mean((2, 3), keepdim=True)                    # (N, Ck, 1, 1)
-        z = F.relu(self.bn1(self.fc1(s)), inplace=True)            # (N, dk, 1, 1)
-        logits = self.fc2(z).view(n, self.radix, -1)               # (N, R, Ck)
+        z = self.bn1(pooled_fc(self.fc1, s)[..., None, None])      # (N, dk, 1, 1)
+        z = F.relu(z, inplace=True).flatten(1)                     # (N, dk)
+        logits = pooled_fc(self.fc2, z).view(n, self.radix, -1)    # (N, R, Ck)
         a = torch.softmax(logits, 1) if self.radix > 1 else torch.sigmoid(logits)
-        return (u * a[..., None, None]).sum(1), a
+        return _weighted_sum(u, a[..., None, None]), a
 
 
 class SplitAttnCardinal(nn.Module):

@@ -1,0 +1,137 @@
+"""Speed of course_lib's blocks against timm's, as median ratios (CPU).
+
+    python -m course_lib.bench                 # the full run (a few minutes on 2 cores)
+    python -m course_lib.bench --repeats 3     # quicker, noisier
+
+For ResNeSt-14 and ResNeSt-50 (timm ``resnest14d``/``resnest50d``, 10 classes),
+course_lib's network gets timm's weights, so both compute the same thing. Each
+repeat times one forward pass (eval, no grad) and one SGD training step (forward,
+loss, backward, update) of a batch of 64 32x32 images, for both models back to
+back, alternating which goes first. The printed ratio is timm's time divided by
+course_lib's (>= 1.0: course_lib is at least as fast), the median over repeats.
+
+Then the radix-major :class:`~course_lib.split_attn.SplitAttn` against the
+cardinality-major :class:`~course_lib.split_attn.SplitAttnCardinal` holding the
+same weights, for K = 1, 2, 4 (ratio = cardinality-major time / radix-major time).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .resnest import create_model
+from .split_attn import SplitAttn, radix_input_order, radix_to_cardinal
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, interleaved: the order rotates every repeat."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for i in range(repeats):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            times[name].append(_timed(fns[name]))
+    return times
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return run
+
+
+def _ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
+    """Median over repeats of time(slow) / time(fast)."""
+    return statistics.median(a / b for a, b in zip(times[slow], times[fast]))
+
+
+def _ms(values: list[float]) -> str:
+    return f"{1000 * statistics.median(values):8.1f} ms"
+
+
+def bench_networks(names, batch: int, size: int, repeats: int, warmup: int) -> None:
+    import timm
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+    for name in names:
+        reference = timm.create_model(name, num_classes=10)
+        ours = create_model(name, num_classes=10)
+        ours.load_state_dict(reference.state_dict(), strict=True)
+        for mode in ("forward", "train step"):
+            for m in (ours, reference):
+                m.train(mode == "train step")
+            make = _forward if mode == "forward" else (lambda m, x: _train_step(m, x, y))
+            times = compare({"course_lib": make(ours, x), "timm": make(reference, x)}, repeats, warmup)
+            print(f"{name:12s} {mode:10s}  course_lib {_ms(times['course_lib'])}  "
+                  f"timm {_ms(times['timm'])}  ratio timm/course_lib {_ratio(times, 'timm', 'course_lib'):.3f}")
+
+
+def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: int) -> None:
+    torch.manual_seed(0)
+    for k in (1, 2, 4):
+        radix = SplitAttn(channels, channels, cardinality=k, radix=2)
+        card = radix_to_cardinal(radix)
+        x = torch.randn(batch, channels, size, size)
+        x_radix = x[:, radix_input_order(channels, k, 2)].contiguous()
+        for mode in ("forward", "train step"):
+            for m in (radix, card):
+                m.train(mode == "train step")
+            if mode == "forward":
+                fns = {"radix": _forward(radix, x_radix), "cardinal": _forward(card, x)}
+            else:
+                fns = {"radix": lambda: radix(x_radix).square().mean().backward(),
+                       "cardinal": lambda: card(x).square().mean().backward()}
+            times = compare(fns, repeats, warmup)
+            print(f"K={k} R=2 C={channels:<4d} {mode:10s}  radix-major {_ms(times['radix'])}  "
+                  f"cardinality-major {_ms(times['cardinal'])}  "
+                  f"ratio cardinal/radix {_ratio(times, 'cardinal', 'radix'):.3f}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per model (default 15)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32, help="image side (default 32, CIFAR)")
+    parser.add_argument("--models", nargs="+", default=["resnest14d", "resnest50d"],
+                        help="timm ResNeSt names (default: resnest14d resnest50d)")
+    parser.add_argument("--skip-layouts", action="store_true", help="only the networks")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"{args.size}x{args.size}, {args.repeats} repeats after {args.warmup} warm-up, median")
+    bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup)
+    if not args.skip_layouts:
+        bench_layouts(args.batch, 128, 16, args.repeats, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
