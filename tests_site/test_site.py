@@ -102,6 +102,8 @@ def test_setup_cell_draws_figures_inline(page):
     """With MPLBACKEND=Agg (the Makefile sets it) a kernel draws figures off-page and the
     page shows none, silently; `%matplotlib inline` in the setup cell (tools/nb.py) prevents it."""
     import json
-    cells = json.loads(page.source.read_text())["cells"]
-    first = next(c for c in cells if c["cell_type"] == "code")
-    assert "%matplotlib inline" in "".join(first["source"]), f"{page}: setup cell lacks %matplotlib inline"
+    code = ["".join(c["source"]) for c in json.loads(page.source.read_text())["cells"]
+            if c["cell_type"] == "code"]
+    if not any(re.search(r"matplotlib|plt\.|show_images|draw_|plot", c) for c in code):
+        pytest.skip("draws no figures")
+    assert "%matplotlib inline" in code[0], f"{page}: setup cell lacks %matplotlib inline"
