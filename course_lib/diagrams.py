@@ -299,3 +299,266 @@ def draw_sk(channels: int = 64, kernel_sizes=(3, 5), reduction: int = 16, min_ch
     ax_.text(0.1, 4.1, "fuse", fontsize=9, style="italic", va="center")
     ax_.text(0.1, 1.75, "select", fontsize=9, style="italic", va="center")
     return _finish(fig, ax)
+
+
+# --------------------------------------------------------------------------- Split-Attention, Figs. 4-5
+# (chapters 4-5; appended to the kit above, which they reuse)
+__all__ += ["draw_split_attention", "draw_featuremap_orders", "draw_resnest_block", "draw_stems"]
+
+
+def _sa_check(cardinality: int, radix: int, channels: int) -> None:
+    if cardinality < 1 or radix < 1:
+        raise ValueError(f"cardinality K and radix R must be >= 1, got K={cardinality}, R={radix}")
+    if channels % (cardinality * radix):
+        raise ValueError(f"channels ({channels}) must be divisible by G = K*R = "
+                         f"{cardinality}*{radix} = {cardinality * radix}: change the width, K or R")
+
+
+def _shown(n: int, most: int = 3) -> list:
+    """Indices drawn for n items: all if n <= most, else the first most-1 and the last (None = dots)."""
+    return list(range(n)) if n <= most else [*range(most - 1), None, n - 1]
+
+
+def _cell(ax, x: float, y: float, k: int, r: int, side: float, label: bool = True, fontsize: float = 6):
+    """One featuremap group: coloured by its cardinal group k, labelled 'k,r' (1-based)."""
+    ax.add_patch(Rectangle((x - side / 2, y - side / 2), side, side, ec="#333333", lw=0.6,
+                           fc=GROUP_COLORS[k % len(GROUP_COLORS)], alpha=1.0 - 0.55 * r / max(r + 1, 4)))
+    if label:
+        ax.text(x, y, f"{k + 1},{r + 1}", ha="center", va="center", fontsize=fontsize, color="white",
+                fontweight="bold")
+
+
+def draw_split_attention(cardinality: int = 2, radix: int = 2, channels: int = 64, height: int = 32,
+                         width: int = 32, attn_channels: int | None = None, axes=None):
+    """Split-Attention in its two layouts, side by side, with the tensor shapes of one image.
+
+    Left, cardinality-major (report Fig. 4): K cardinal groups, each with its own R
+    splits and attention, concatenated. Right, radix-major (Fig. 5, the official
+    code): one grouped convolution with G = K*R groups whose outputs are ordered
+    radix first, one attention over the whole tensor. A cell "k,r" is split r of
+    cardinal group k. ``channels`` is C (input = output), ``attn_channels`` d
+    (default: ``split_attn.split_attn_channels``). ``axes``: two axes to draw into.
+    """
+    k_, r_, c, h, w = cardinality, radix, channels, height, width
+    _sa_check(k_, r_, c)
+    if attn_channels is None:
+        from .split_attn import split_attn_channels
+        attn_channels = split_attn_channels(c, r_)
+    d, ck = attn_channels, c // k_
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(12.5, 7.2))
+    left, right = axes
+    fig = left.figure
+    gate = "softmax over R" if r_ > 1 else "sigmoid (R = 1)"
+
+    # left: cardinality-major
+    canvas(9, 10.3, left, title=f"cardinality-major (Fig. 4): K = {k_}, R = {r_}, G = {k_ * r_}")
+    x_in = box(left, 4.5, 9.5, f"input ({c}, {h}, {w})", w=3.2, kind="tensor")
+    cols = _shown(k_)
+    col_w, dots_w, gap_w = 2.3, 0.7, 0.25
+    widths = [dots_w if kk is None else col_w for kk in cols]
+    total = sum(widths) + gap_w * (len(cols) - 1)
+    xs, x = [], 4.5 - total / 2
+    for wd in widths:
+        xs.append(x + wd / 2)
+        x += wd + gap_w
+    concat = node(left, 4.5, 1.75, "c")
+    for x, kk in zip(xs, cols):
+        if kk is None:
+            left.text(x, 5.6, "· · ·", ha="center", va="center", fontsize=14)
+            continue
+        color = GROUP_COLORS[kk % len(GROUP_COLORS)]
+        left.add_patch(FancyBboxPatch((x - col_w / 2, 2.75), col_w, 5.75,
+                                      boxstyle="round,pad=0.02,rounding_size=0.1",
+                                      fc=color, alpha=0.12, ec=color, lw=1.2))
+        left.text(x, 8.2, f"cardinal group {kk + 1}", ha="center", fontsize=7.5, color=color,
+                  fontweight="bold")
+        arrow(left, x_in.bottom, (x, 8.5), f"({c // k_},{h},{w})" if kk == 0 else None, side="left",
+              fontsize=6.5)
+        splits = _shown(r_, 3)
+        cell = 0.58 if len(splits) <= 3 else 0.42
+        sx = [x + (j - (len(splits) - 1) / 2) * cell * 1.2 for j in range(len(splits))]
+        for x2, rr in zip(sx, splits):
+            if rr is None:
+                left.text(x2, 7.4, "··", ha="center", va="center", fontsize=9)
+                continue
+            _cell(left, x2, 7.4, kk, rr, cell, label=cell > 0.5)
+        left.text(x, 6.95, f"{r_} x 3x3 conv\n{c // (k_ * r_)} -> {ck} each", ha="center", va="top",
+                  fontsize=6.5)
+        att = box(left, x, 4.65, f"Σ over R, GAP\ndense {ck}->{d // k_}\nBN, ReLU\n"
+                  f"dense {d // k_}->{r_}x{ck}\n{gate}", w=col_w - 0.3, h=1.75, kind="fc", fontsize=6.5)
+        arrow(left, (x, 6.25), att.top, f"({r_}x{ck},{h},{w})" if kk == 0 else None, fontsize=6)
+        wsum = node(left, x, 3.2, "Σ", r=0.2, fontsize=9)
+        arrow(left, att.bottom, wsum.top)
+        arrow(left, wsum.bottom, (concat.x + (x - 4.5) * 0.06, concat.y + 0.2),
+              f"V^{kk + 1}: ({ck},{h},{w})" if kk == cols[-1] else None, fontsize=6.5)
+    out = box(left, 4.5, 0.75, f"V = concat ({c}, {h}, {w})", w=3.4, kind="tensor")
+    arrow(left, concat.bottom, out.top)
+
+    # right: radix-major
+    canvas(9, 10.3, right, title=f"radix-major (Fig. 5): K = {k_}, R = {r_}, G = {k_ * r_}")
+    x_in = box(right, 4.0, 9.5, f"input ({c}, {h}, {w})", w=3.2, kind="tensor")
+    conv = box(right, 4.0, 8.45, f"3x3 conv {c}->{r_ * c}, groups = G = {k_ * r_}\nBN, ReLU", w=4.4, h=0.75,
+               kind="conv", fontsize=8)
+    arrow(right, x_in.bottom, conv.top)
+    blocks, cells = _shown(r_, 3), _shown(k_, 4)
+    side = min(0.5, 6.4 / max(1, len(blocks) * len(cells) + len(blocks)))
+    block_w = len(cells) * side * 1.05 + 0.25
+    bx = [4.0 + (i - (len(blocks) - 1) / 2) * (block_w + 0.35) for i in range(len(blocks))]
+    y_strip = 7.2
+    for x, rr in zip(bx, blocks):
+        if rr is None:
+            right.text(x, y_strip, "· ·", ha="center", va="center", fontsize=12)
+            continue
+        right.text(x, y_strip + side / 2 + 0.15, f"radix {rr + 1}", ha="center", fontsize=7)
+        cx = [x + (j - (len(cells) - 1) / 2) * side * 1.05 for j in range(len(cells))]
+        for x2, kk in zip(cx, cells):
+            if kk is None:
+                right.text(x2, y_strip, "·", ha="center", va="center", fontsize=10)
+                continue
+            _cell(right, x2, y_strip, kk, rr, side, label=side >= 0.4)
+    arrow(right, conv.bottom, (4.0, y_strip + side / 2 + 0.35), f"U: ({r_}x{c},{h},{w})", fontsize=6.5)
+    fuse = node(right, 4.0, 6.15, "+", r=0.2, fontsize=10)
+    arrow(right, (4.0, y_strip - side / 2 - 0.05), fuse.top)
+    right.text(4.3, 6.15, "Σ over R", fontsize=7, va="center")
+    gap = box(right, 4.0, 5.35, "global average pool", w=3.0, kind="pool", fontsize=8)
+    fc1 = box(right, 4.0, 4.45, f"dense {c}->{d} (groups = K = {k_}), BN, ReLU", w=4.4, kind="fc", fontsize=8)
+    fc2 = box(right, 4.0, 3.55, f"dense {d}->{r_}x{c} (groups = K = {k_})", w=4.4, kind="fc", fontsize=8)
+    soft = box(right, 4.0, 2.65, f"r-softmax: {gate}", w=3.4, kind="act", fontsize=8)
+    wsum = node(right, 4.0, 1.7, "Σ", r=0.2, fontsize=9)
+    arrow(right, fuse.bottom, gap.top, f"({c},{h},{w})", fontsize=6.5)
+    arrow(right, gap.bottom, fc1.top, f"s: ({c},)", fontsize=6.5)
+    arrow(right, fc1.bottom, fc2.top, f"z: ({d},)", fontsize=6.5)
+    arrow(right, fc2.bottom, soft.top, f"({r_}x{c},)", fontsize=6.5)
+    arrow(right, soft.bottom, wsum.top, f"a: ({r_}, {c})", fontsize=6.5)
+    x_far = 7.9
+    elbow(right, [(bx[-1] + block_w / 2, y_strip), (x_far, y_strip), (x_far, wsum.y), wsum.right])
+    right.text(x_far + 0.1, 4.4, "U", fontsize=8, color="#555555", family="monospace")
+    out = box(right, 4.0, 0.75, f"V = Σ_r a_r·U_r  ({c}, {h}, {w})", w=4.0, kind="tensor", fontsize=8)
+    arrow(right, wsum.bottom, out.top)
+    if len(fig.axes) == 2:
+        fig.tight_layout()
+    return fig
+
+
+def draw_featuremap_orders(cardinality: int = 2, radix: int = 2, ax=None):
+    """The G = K*R featuremap groups in cardinality-major order (top) and radix-major
+    order (bottom), a line joining the two places of each group: the permutation
+    ``(k, r) -> (r, k)`` that maps one layout onto the other."""
+    k_, r_ = cardinality, radix
+    _sa_check(k_, r_, k_ * r_)
+    g = k_ * r_
+    given = ax
+    span = max(6.0, 0.62 * g + 1.6)
+    fig, ax = canvas(span, 3.2, ax, scale=1.0,
+                     title=f"featuremap groups, K = {k_}, R = {r_}: position of 'k,r' in each layout")
+    side = min(0.5, (span - 1.8) / g * 0.85)
+    x0 = 1.6
+    step = (span - 1.9) / g
+    ax.text(0.1, 2.3, "cardinality-\nmajor", fontsize=8, va="center")
+    ax.text(0.1, 0.7, "radix-\nmajor", fontsize=8, va="center")
+    for kk in range(k_):
+        for rr in range(r_):
+            top_x = x0 + (kk * r_ + rr + 0.5) * step
+            bot_x = x0 + (rr * k_ + kk + 0.5) * step
+            ax.plot([top_x, bot_x], [2.3 - side / 2, 0.7 + side / 2], lw=0.8,
+                    color=GROUP_COLORS[kk % len(GROUP_COLORS)])
+            _cell(ax, top_x, 2.3, kk, rr, side, label=side >= 0.38)
+            _cell(ax, bot_x, 0.7, kk, rr, side, label=side >= 0.38)
+    return _finish(fig, given)
+
+
+# --------------------------------------------------------------------------- ResNeSt block and stems
+def draw_resnest_block(in_channels: int = 256, planes: int = 128, stride: int = 2, radix: int = 2,
+                       cardinality: int = 1, width: int = 64, height: int = 32, avd: bool = True,
+                       avg_down: bool = True, ax=None):
+    """One ResNeSt bottleneck with the shapes of one image (as ``resnest.ResNestBottleneck``).
+
+    ``B = int(planes * width / 64) * K`` channels in the 3x3 stage; output ``4 * planes``.
+    A strided block with ``avd`` runs the Split-Attention at stride 1 and halves the
+    map with a 3x3 average pool after it; with ``avg_down`` the shortcut averages
+    2x2 patches before its 1x1 convolution instead of striding the 1x1.
+    """
+    b = int(planes * width / 64) * cardinality
+    _sa_check(cardinality, max(radix, 1), b)
+    out_c, h, s = 4 * planes, height, stride
+    h2 = (h + s - 1) // s
+    given = ax
+    fig, ax = canvas(9.4, 9.2, ax, title=f"ResNeSt bottleneck: {radix}s{cardinality}x{width}d, "
+                     f"planes {planes}, stride {s}")
+    x_in = box(ax, 3.6, 8.7, f"X ({in_channels}, {h}, {h})", w=3.0, kind="tensor")
+    c1 = box(ax, 3.6, 7.6, f"1x1 conv {in_channels}->{b}, BN, ReLU", w=4.2, kind="conv1", fontsize=8)
+    arrow(ax, x_in.bottom, c1.top)
+    sa_stride = 1 if (avd and s > 1) else s
+    h_sa = h if sa_stride == 1 else h2
+    name = "Split-Attention 3x3" if radix >= 1 else "3x3 conv"
+    c2 = box(ax, 3.6, 6.1, f"{name}, K = {cardinality}, R = {radix}\n{b}->{b}, stride {sa_stride}",
+             w=4.2, h=0.8, kind="conv", fontsize=8)
+    arrow(ax, c1.bottom, c2.top, f"({b},{h},{h})", fontsize=7)
+    y = c2.bottom
+    if avd and s > 1:
+        pool = box(ax, 3.6, 4.7, f"avd: 3x3 avg pool, stride {s}", w=4.2, kind="pool", fontsize=8)
+        arrow(ax, y, pool.top, f"({b},{h_sa},{h_sa})", fontsize=7)
+        y = pool.bottom
+        h_sa = h2
+    c3 = box(ax, 3.6, 3.3, f"1x1 conv {b}->{out_c}, BN", w=4.2, kind="conv1", fontsize=8)
+    arrow(ax, y, c3.top, f"({b},{h_sa},{h_sa})", fontsize=7)
+    plus = node(ax, 3.6, 2.0, "+")
+    arrow(ax, c3.bottom, plus.top, f"({out_c},{h2},{h2})", fontsize=7)
+    relu = box(ax, 3.6, 1.0, f"ReLU -> ({out_c}, {h2}, {h2})", w=3.6, kind="act", fontsize=8)
+    arrow(ax, plus.bottom, relu.top)
+    xs = 7.6
+    if s == 1 and in_channels == out_c:
+        elbow(ax, [x_in.right, (xs, x_in.y), (xs, plus.y), plus.right], "identity", fontsize=7)
+        return _finish(fig, given)
+    items = []
+    if avg_down and s > 1:
+        items.append((f"{s}x{s} avg pool,\nstride {s}", "pool"))
+    items.append((f"1x1 conv{'' if avg_down or s == 1 else f', stride {s}'}\n{in_channels}->{out_c}, BN",
+                   "conv1"))
+    ys = [6.4, 4.9][:len(items)] if len(items) == 2 else [5.6]
+    ax.plot([x_in.right[0], xs], [x_in.y, x_in.y], color="#333333", lw=1)
+    prev = (xs, x_in.y)
+    for (text, kind), yy in zip(items, ys):
+        bb = box(ax, xs, yy, text, w=2.7, h=0.8, kind=kind, fontsize=7.5)
+        arrow(ax, prev, bb.top)
+        prev = bb.bottom
+    elbow(ax, [prev, (xs, plus.y), plus.right])
+    ax.text(xs, 7.9, "shortcut" + (" (avg-down)" if avg_down and s > 1 else ""), ha="center", fontsize=8,
+            style="italic")
+    return _finish(fig, given)
+
+
+def draw_stems(size: int = 224, stem_width: int = 32, axes=None):
+    """ResNet's 7x7 stem against ResNeSt's deep stem (three 3x3), with shapes of one image."""
+    h2 = (size + 1) // 2
+    h4 = (h2 + 1) // 2
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    left, right = axes
+    fig = left.figure
+    canvas(6, 6.6, left, title=f"ResNet stem: one 7x7, {3 * 64 * 49:,} weights")
+    t = box(left, 3, 5.7, f"image (3, {size}, {size})", w=3.2, kind="tensor")
+    c = box(left, 3, 4.3, "7x7 conv 3->64, stride 2\nBN, ReLU", w=3.8, h=0.8, kind="conv", fontsize=8)
+    p = box(left, 3, 2.5, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=8)
+    o = box(left, 3, 1.0, f"(64, {h4}, {h4})", w=2.6, kind="tensor")
+    arrow(left, t.bottom, c.top)
+    arrow(left, c.bottom, p.top, f"(64, {h2}, {h2})", fontsize=7)
+    arrow(left, p.bottom, o.top)
+    sw = stem_width
+    canvas(6, 6.6, right, title=f"ResNeSt deep stem: three 3x3, "
+           f"{9 * (3 * sw + sw * sw + sw * 2 * sw):,} weights")
+    t = box(right, 3, 5.7, f"image (3, {size}, {size})", w=3.2, kind="tensor")
+    c1 = box(right, 3, 4.75, f"3x3 conv 3->{sw}, stride 2, BN, ReLU", w=4.6, kind="conv", fontsize=8)
+    c2 = box(right, 3, 3.85, f"3x3 conv {sw}->{sw}, BN, ReLU", w=4.6, kind="conv", fontsize=8)
+    c3 = box(right, 3, 2.95, f"3x3 conv {sw}->{2 * sw}, BN, ReLU", w=4.6, kind="conv", fontsize=8)
+    p = box(right, 3, 2.0, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=8)
+    o = box(right, 3, 1.0, f"({2 * sw}, {h4}, {h4})", w=2.6, kind="tensor")
+    arrow(right, t.bottom, c1.top)
+    arrow(right, c1.bottom, c2.top, f"({sw}, {h2}, {h2})", fontsize=7)
+    arrow(right, c2.bottom, c3.top, f"({sw}, {h2}, {h2})", fontsize=7)
+    arrow(right, c3.bottom, p.top, f"({2 * sw}, {h2}, {h2})", fontsize=7)
+    arrow(right, p.bottom, o.top)
+    if len(fig.axes) == 2:
+        fig.tight_layout()
+    return fig
