@@ -99,7 +99,8 @@ def update(_=None):
 pick.observe(update, "value")
 index.observe(update, "value")
 update()
-widgets.VBox([widgets.HBox([pick, index]), picture, caption])
+controls = widgets.HBox([pick, index], layout=widgets.Layout(flex_flow="row wrap"))  # wraps on a phone
+widgets.VBox([controls, picture, caption])
 """),
     md("""
 ## The Hotdog data set
