@@ -1,0 +1,543 @@
+"""The book's three studies as data, and the commands that run them.
+
+Each experiment chapter (06 ablation, 07 accuracy against latency, 08 transfer
+learning) lists its runs per *profile*:
+
+- ``smoke``: a few hundred images, 1 epoch, 1 seed: checks the pipeline (CI, minutes);
+- ``cpu``:   the reference runs of this book, measured on a 2-core CPU (records in results/cpu/);
+- ``full``:  the report's scale, for a GPU (45,000 CIFAR-10 training images, 20 epochs,
+  3 seeds; ImageNet weights for the transfer chapter; records in results/full/).
+
+Commands (from the repository root)::
+
+    python -m course_lib.experiments list  --profile cpu               # which runs exist, which are missing
+    python -m course_lib.experiments train --profile cpu [--chapter 06] # train missing runs, no notebooks
+    python -m course_lib.experiments run   --profile smoke [--chapter 06] [-p NAME VALUE]
+                                                                     # execute the chapters with papermill
+
+``train`` goes through the runs in priority order, writes each record as it finishes
+(``course_lib.train.run`` checkpoints every epoch and resumes) and appends a line per
+run to ``<results>/LOG.md``. ``run`` checks the notebook parameters with
+``course_lib.nbparams.validate`` first, then executes each chapter with ``TRAIN=True``;
+executed notebooks go to ``runs/notebooks/<profile>/`` (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import results as res
+
+PROFILES = ("smoke", "cpu", "full")
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = {
+    "06": "chapters/06_ablation.ipynb",
+    "07": "chapters/07_accuracy_latency.ipynb",
+    "08": "chapters/08_transfer_learning.ipynb",
+}
+# papermill time limit per chapter (seconds): smoke must fit in CI, the others train for hours or days
+TIMEOUTS = {"smoke": 900, "cpu": 7 * 24 * 3600, "full": 14 * 24 * 3600}
+
+# ------------------------------------------------------------------------------- the report's figures
+TABLE1 = ("ResNet-14-0s1x64d", "ResNet-14-1s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d",
+          "ResNeSt-14-1s1x40d", "ResNeSt-14-1s2x64d", "ResNeSt-14-2s1x64d")
+# model: (parameters in millions, latency ms per image, throughput img/s, test accuracy %); T4 GPU, CIFAR-10
+REPORT_TABLE1 = {
+    "ResNet-14-0s1x64d": (8.03, 0.1223, 8177, 58.08), "ResNet-14-1s1x64d": (8.21, 0.1311, 7624, 58.68),
+    "ResNeSt-14-0s1x64d": (8.06, 0.1716, 5826, 62.96), "ResNeSt-14-1s1x64d": (8.23, 0.1282, 7797, 61.21),
+    "ResNeSt-14-1s1x40d": (5.44, 0.1435, 6967, 61.22), "ResNeSt-14-1s2x64d": (13.63, 0.1307, 7646, 62.95),
+    "ResNeSt-14-2s1x64d": (8.58, 0.1545, 6471, 62.64),
+}
+TABLE2 = ("ResNeSt-14", "ResNeSt-26", "ResNeSt-32", "ResNeSt-50", "ResNeSt-101", "ResNet-18",
+          "EfficientNet-b0", "EfficientNet-b1", "EfficientNet-b2", "EfficientNet-b3")
+REPORT_TABLE2 = {  # ResNeSt-26 is not in the report
+    "ResNeSt-14": (8.58, 0.1808, 5530, 61.68), "ResNeSt-32": (16.56, 0.1761, 5678, 59.04),
+    "ResNeSt-50": (25.45, 0.1894, 5277, 59.45), "ResNeSt-101": (46.14, 0.2670, 3745, 58.18),
+    "ResNet-18": (11.18, 0.1247, 8016, 58.55), "EfficientNet-b0": (4.02, 0.1450, 6668, 50.72),
+    "EfficientNet-b1": (6.53, 0.1692, 5908, 46.57), "EfficientNet-b2": (7.72, 0.1703, 5871, 43.23),
+    "EfficientNet-b3": (10.71, 0.2181, 4584, 41.80),
+}
+TRANSFER_MODELS = ("ResNeSt-50", "ResNet-50")
+REPORT_TRANSFER = {"ResNeSt-50": 0.950, "ResNet-50": 0.907}  # validation accuracy on D2L's Hotdog
+
+
+# ------------------------------------------------------------------------------- one run
+@dataclass(frozen=True)
+class Spec:
+    """One training run of a chapter: what ``course_lib.train.run`` is called with.
+
+    ``init``: 'scratch', 'imagenet' (timm's ImageNet weights, needs internet) or
+    'cifar10' (the weights of this profile's CIFAR-10 pretraining run of the same model).
+    """
+    chapter: str
+    group: str                   # table | fullscale | pretrain | finetune
+    label: str                   # the row name in the chapter's table
+    model: str                   # a name for course_lib.create_model
+    recipe: str                  # 'report' | 'book' | 'finetune'
+    seed: int = 0
+    priority: int = 0            # smaller trains first
+    dataset: str = "cifar10"
+    images: int | None = None    # None: every training image (45,000 for CIFAR-10)
+    val_size: int | None = None  # None: the data set's default (CIFAR-10: 5,000 held out)
+    test_images: int | None = None
+    image_size: int | None = None
+    init: str = "scratch"
+    fields: tuple = ()           # recipe changes, as sorted (name, value) pairs
+
+    @property
+    def recipe_fields(self) -> dict:
+        return dict(self.fields)
+
+    @property
+    def epochs(self) -> int:
+        from .train import get_recipe
+        return get_recipe(self.recipe, **self.recipe_fields).epochs
+
+    def describe(self) -> str:
+        imgs = "all" if self.images is None else f"{self.images:,}"
+        return (f"ch{self.chapter} {self.group:9s} {self.label:34s} seed {self.seed}  {self.dataset} "
+                f"{imgs} images, {self.epochs} epochs, recipe {self.recipe}, init {self.init}")
+
+
+def _fields(**changes) -> tuple:
+    return tuple(sorted(changes.items()))
+
+
+# ------------------------------------------------------------------------------- the studies
+SCALES = {
+    # chapter 06, Table I
+    "06": {"smoke": dict(images=200, epochs=1, seeds=(0,), val_size=200, test_images=200),
+           "cpu": dict(images=10_000, epochs=10, seeds=(0, 1, 2)),
+           "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
+    # chapter 06, one row at the report's scale (report recipe, then the book's recipe)
+    "06-fullscale": {"smoke": dict(images=200, epochs=1, val_size=200, test_images=200),
+                     "cpu": dict(images=None, epochs=20),
+                     "full": dict(images=None, epochs=20)},
+    # chapter 07, Table II
+    "07": {"smoke": dict(images=200, epochs=1, seeds=(0,), val_size=200, test_images=200),
+           "cpu": dict(images=5_000, epochs=5, seeds=(0,)),
+           "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
+    # chapter 08: CIFAR-10 pretraining (cpu, smoke), then fine-tuning on Hotdog
+    "08-pretrain": {"smoke": dict(images=200, epochs=1, val_size=200, test_images=200),
+                    "cpu": dict(images=10_000, epochs=5)},
+    "08": {"smoke": dict(images=64, epochs=1, test_images=64, image_size=None, init="cifar10"),
+           "cpu": dict(images=None, epochs=5, test_images=None, image_size=None, init="cifar10"),
+           "full": dict(images=None, epochs=5, test_images=None, image_size=224, init="imagenet")},
+}
+# D2L trains the network from scratch with a 10 times larger rate on every layer
+SCRATCH_LR = 5e-4
+
+
+def _cifar(s: dict) -> dict:
+    return {k: s[k] for k in ("images", "val_size", "test_images") if k in s}
+
+
+def study(chapter: str, profile: str) -> list[Spec]:
+    """The runs of one chapter under one profile, in the chapter's order."""
+    check_profile(profile)
+    chapter = check_chapter(chapter)
+    out: list[Spec] = []
+    if chapter == "06":
+        s = SCALES["06"][profile]
+        for seed in s["seeds"]:
+            for name in TABLE1:
+                out.append(Spec("06", "table", name, name, "report", seed, 10 + seed, **_cifar(s),
+                                fields=_fields(epochs=s["epochs"])))
+        f = SCALES["06-fullscale"][profile]
+        for recipe, prio in (("report", 20), ("book", 50)):
+            out.append(Spec("06", "fullscale", f"ResNeSt-14-2s1x64d ({recipe} recipe)", "ResNeSt-14-2s1x64d",
+                            recipe, 0, prio, **_cifar(f), fields=_fields(epochs=f["epochs"])))
+    elif chapter == "07":
+        s = SCALES["07"][profile]
+        for seed in s["seeds"]:
+            for name in TABLE2:
+                out.append(Spec("07", "table", name, name, "report", seed, 30 + seed, **_cifar(s),
+                                fields=_fields(epochs=s["epochs"])))
+    else:
+        s = SCALES["08"][profile]
+        if s["init"] == "cifar10":
+            p = SCALES["08-pretrain"][profile]
+            for name in TRANSFER_MODELS:
+                out.append(Spec("08", "pretrain", f"{name} (CIFAR-10 pretraining)", name, "book", 0, 40,
+                                **_cifar(p), fields=_fields(epochs=p["epochs"])))
+        hot = dict(dataset="hotdog", images=s["images"], test_images=s["test_images"], image_size=s["image_size"])
+        for name in TRANSFER_MODELS:
+            weights = "ImageNet" if s["init"] == "imagenet" else "CIFAR-10"
+            out.append(Spec("08", "finetune", f"{name} ({weights} weights)", name, "finetune", 0, 41, **hot,
+                            init=s["init"], fields=_fields(epochs=s["epochs"])))
+            out.append(Spec("08", "finetune", f"{name} (from scratch)", name, "finetune", 0, 41, **hot,
+                            fields=_fields(epochs=s["epochs"], lr=SCRATCH_LR, head_lr_mult=1.0)))
+    return out
+
+
+def all_specs(profile: str, chapter: str | None = None) -> list[Spec]:
+    """Every run of a profile (or of one chapter), in training order; duplicates dropped."""
+    chapters = [check_chapter(chapter)] if chapter else list(CHAPTERS)
+    specs = [s for ch in chapters for s in study(ch, profile)]
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].priority, i))
+    seen, out = set(), []
+    for i in order:
+        key = run_key(specs[i])
+        if key not in seen:
+            seen.add(key)
+            out.append(specs[i])
+    return out
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: use one of {list(PROFILES)}")
+    return profile
+
+
+def check_chapter(chapter) -> str:
+    chapter = f"{int(chapter):02d}" if str(chapter).isdigit() else str(chapter)
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}: use one of {list(CHAPTERS)}")
+    return chapter
+
+
+# ------------------------------------------------------------------------------- where things go
+def results_dir(profile: str, directory=None) -> Path:
+    """Records of a profile: ``directory`` if given, else results/<profile>/ (smoke: runs/results/smoke/)."""
+    if directory:
+        return Path(directory).expanduser()
+    check_profile(profile)
+    if profile == "smoke":
+        return res.runs_dir() / "results" / "smoke"
+    return res.results_dir() / profile
+
+
+def checkpoints_dir(profile: str) -> Path:
+    return res.runs_dir() / "checkpoints" / profile
+
+
+def notebooks_dir(profile: str) -> Path:
+    return res.runs_dir() / "notebooks" / profile
+
+
+# ------------------------------------------------------------------------------- configuration and records
+def _recipe(spec: Spec):
+    from .train import get_recipe
+    return get_recipe(spec.recipe, **spec.recipe_fields)
+
+
+def _num_classes(spec: Spec) -> int:
+    from .train import DATASETS
+    return DATASETS[spec.dataset]["num_classes"]
+
+
+def _pretrain_spec(spec: Spec) -> Spec:
+    found = [s for s in study(spec.chapter, _profile_of(spec)) if s.group == "pretrain" and s.model == spec.model]
+    return found[0]
+
+
+def _profile_of(spec: Spec) -> str:
+    for profile in PROFILES:
+        try:
+            if spec in study(spec.chapter, profile):
+                return profile
+        except ValueError:
+            continue
+    raise ValueError(f"{spec} belongs to no profile")
+
+
+def _factory(spec: Spec, profile: str | None, directory=None, *, weights: bool = True):
+    """(model argument of run(), its name): a name, or a function that builds the initialised model."""
+    from .resnest import create_model
+    if spec.init == "scratch":
+        return spec.model, None
+    if spec.init == "imagenet":
+        return (lambda: create_model(spec.model, num_classes=_num_classes(spec), pretrained=weights)), \
+            f"{spec.model} (ImageNet weights)"
+    pre = _pretrain_spec(spec)
+    tag = run_key(pre)
+
+    def build():
+        if weights:
+            model = pretrained_model(pre, profile, directory)
+        else:  # the same network without the weights (for the configuration's architecture hash)
+            from .train import build_model
+            model = build_model(pre.model, _num_classes(pre), _recipe(pre).drop_rate)
+        model.reset_classifier(_num_classes(spec))
+        return model
+    return build, f"{spec.model} (CIFAR-10 weights {tag})"
+
+
+def run_config(spec: Spec) -> dict:
+    """The configuration ``course_lib.train.run`` keys this run's record with."""
+    import hashlib
+    from .device import seed_everything
+    from .train import DATASETS, run_config as engine_config
+    model, name = _factory(spec, None, weights=False)
+    arch = None
+    if not isinstance(model, str):
+        seed_everything(spec.seed)
+        arch = hashlib.sha256(repr(model()).encode()).hexdigest()[:12]
+    val_size = DATASETS[spec.dataset]["val_size"] if spec.val_size is None else spec.val_size
+    return engine_config(name or model, _recipe(spec), dataset=spec.dataset, images=spec.images,
+                         val_size=val_size, split_seed=0, test_images=spec.test_images,
+                         image_size=spec.image_size, seed=spec.seed, num_classes=_num_classes(spec),
+                         overrides={}, arch=arch)
+
+
+_KEYS: dict = {}
+
+
+def run_key(spec: Spec) -> str:
+    if spec not in _KEYS:
+        _KEYS[spec] = res.config_key(run_config(spec))
+    return _KEYS[spec]
+
+
+def find(spec: Spec, directory) -> dict | None:
+    """The stored record of a run (any status), or None."""
+    return res.find_record(run_config(spec), directory)
+
+
+def pretrained_model(pre: Spec, profile: str | None, directory=None):
+    """The model of a finished pretraining run, with its weights (retrained when its checkpoint is gone)."""
+    from .train import load_model, run
+    directory = results_dir(profile, directory) if profile else directory
+    record = find(pre, directory)
+    ckpts = checkpoints_dir(profile) if profile else None
+    try:
+        if record is None or record.get("status") != "finished":
+            raise ValueError("not trained yet")
+        return load_model(record, runs_dir=ckpts)
+    except ValueError:
+        record = train_one(pre, profile, directory, force=record is not None)
+        return load_model(record, runs_dir=ckpts)
+
+
+# ------------------------------------------------------------------------------- training
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def log(directory: Path, text: str) -> None:
+    """Append one line to <results>/LOG.md (created with a header)."""
+    path = Path(directory) / "LOG.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text("# Training log\n\nOne line per run started or finished by "
+                        "`python -m course_lib.experiments`: time, run, outcome, wall time.\n\n")
+    with path.open("a") as fh:
+        fh.write(f"- {_now()}  {text}\n")
+
+
+def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, progress: bool = False) -> dict:
+    """Train one run (or reuse its finished record); the record is written every epoch."""
+    from .train import run
+    directory = results_dir(profile, directory)
+    found = find(spec, directory)
+    if found and found.get("status") == "finished" and not force:
+        return found
+    model, name = _factory(spec, profile, directory)
+    log(directory, f"start  {spec.describe()}")
+    t0 = time.perf_counter()
+
+    def on_epoch(epoch, entry, history):
+        val = "-" if entry["val_acc"] is None else f"{entry['val_acc']:.4f}"
+        print(f"    epoch {epoch}/{spec.epochs}: train loss {entry['train_loss']:.4f}, train acc "
+              f"{entry['train_acc']:.4f}, val acc {val}, {entry['seconds']:.0f} s", flush=True)
+    try:
+        record = run(model, spec.recipe, dataset=spec.dataset, images=spec.images, val_size=spec.val_size,
+                     test_images=spec.test_images, image_size=spec.image_size, seed=spec.seed, name=name,
+                     results_dir=directory, runs_dir=checkpoints_dir(profile), force=force, progress=progress,
+                     callback=on_epoch, raise_on_divergence=False, **spec.recipe_fields)
+    except BaseException as err:  # noqa: BLE001 - log the interruption, then let it go on
+        log(directory, f"stopped {spec.label} seed {spec.seed}: {type(err).__name__} "
+                       f"after {time.perf_counter() - t0:.0f} s (resumes from its checkpoint)")
+        raise
+    acc = record.get("test_acc")
+    log(directory, f"{record['status']:8s} {spec.label} seed {spec.seed}: test acc "
+                   f"{'-' if acc is None else f'{acc:.4f}'}, {record.get('wall_seconds') or 0:.0f} s of training "
+                   f"({time.perf_counter() - t0:.0f} s in this session)")
+    return record
+
+
+LATENCY_FILE = "latency.json"
+LATENCY = {"smoke": dict(batch_size=8, warmup=1, repeats=2),
+           "cpu": dict(batch_size=64, warmup=3, repeats=10),
+           "full": dict(batch_size=256, warmup=10, repeats=50)}
+
+
+def latency_models(chapter: str) -> tuple[str, ...]:
+    return {"06": TABLE1, "07": TABLE2}.get(check_chapter(chapter), ())
+
+
+def load_latency(profile: str, directory=None) -> dict:
+    path = results_dir(profile, directory) / LATENCY_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def measure_latencies(chapter: str, profile: str, directory=None, *, force: bool = False) -> dict:
+    """Parameters, multiply-adds and inference latency of a chapter's models (10 classes, 32x32),
+    stored in <results>/latency.json; models already measured are kept unless ``force``."""
+    from .latency import benchmark
+    from .resnest import create_model
+    directory = results_dir(profile, directory)
+    table = load_latency(profile, directory)
+    for name in latency_models(chapter):
+        if name in table and not force:
+            continue
+        model = create_model(name, num_classes=10, drop_rate=0.2)
+        out = benchmark(model, input_size=(3, 32, 32), **LATENCY[profile])
+        out["measured"] = _now()
+        table[name] = out
+        res.write_json(directory / LATENCY_FILE, table)
+        print(f"  latency {name}: {out['latency']['ms_per_image']:.3f} ms/image "
+              f"(batch {out['latency']['batch_size']})", flush=True)
+    return table
+
+
+def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False) -> list[dict]:
+    """Train every missing run of a profile in priority order (latencies first); returns the records."""
+    directory = results_dir(profile, directory)
+    specs = all_specs(profile, chapter)
+    if dry_run:
+        for s in specs:
+            rec = find(s, directory)
+            print(("done    " if rec and rec.get("status") == "finished" else "missing ") + s.describe())
+        return []
+    out = []
+    for i, s in enumerate(specs, 1):
+        rec = find(s, directory)
+        if rec and rec.get("status") == "finished":
+            out.append(rec)
+            continue
+        print(f"[{i}/{len(specs)}] {s.describe()}", flush=True)
+        out.append(train_one(s, profile, directory))
+    # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
+    for ch in ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
+        measure_latencies(ch, profile, directory)
+    return out
+
+
+# ------------------------------------------------------------------------------- reading results
+def collect(chapter: str, profile: str, directory=None):
+    """One row per run of the chapter: spec fields + record fields (None where not run yet)."""
+    import pandas as pd
+    directory = results_dir(profile, directory)
+    rows = []
+    for s in study(chapter, profile):
+        rec = find(s, directory) or {}
+        hw = rec.get("hardware") or {}
+        rows.append({"group": s.group, "label": s.label, "model": s.model, "recipe": s.recipe, "seed": s.seed,
+                     "dataset": s.dataset, "images": s.images, "epochs": s.epochs, "init": s.init,
+                     "status": rec.get("status", "missing"), "test_acc": rec.get("test_acc"),
+                     "val_acc": rec.get("val_acc"), "params": rec.get("params"),
+                     "train_images": _train_images(s), "wall_seconds": rec.get("wall_seconds"),
+                     "hardware": _hardware_text(hw, rec.get("settings") or {}),
+                     "epochs_done": len(rec.get("history") or [])})
+    return pd.DataFrame(rows)
+
+
+def _train_images(spec: Spec) -> int | None:
+    if spec.images is not None:
+        return spec.images
+    return {"cifar10": 50_000 - (5_000 if spec.val_size is None else spec.val_size), "hotdog": None}[spec.dataset]
+
+
+def _hardware_text(hw: dict, settings: dict) -> str:
+    if not hw:
+        return ""
+    what = hw.get("gpu") or f"{hw.get('cpu') or 'CPU'} ({hw.get('torch_threads')} threads)"
+    return f"{what}, {settings.get('precision', 'float32')}"
+
+
+def missing(chapter: str, profile: str, directory=None) -> list[Spec]:
+    directory = results_dir(profile, directory)
+    return [s for s in study(chapter, profile) if (find(s, directory) or {}).get("status") != "finished"]
+
+
+def welch(a, b) -> dict:
+    """Welch's t-test of two samples (unequal variances): difference of means, t, degrees of freedom, p."""
+    import numpy as np
+    from scipy import stats
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t = stats.ttest_ind(a, b, equal_var=False)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb > 0 else float("nan")
+    return {"diff": a.mean() - b.mean(), "t": float(t.statistic), "df": float(df), "p": float(t.pvalue)}
+
+
+def command(profile: str, chapter: str) -> str:
+    """The shell command that produces a chapter's runs of a profile."""
+    return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}"
+
+
+# ------------------------------------------------------------------------------- notebooks through papermill
+def notebook_params(chapter: str, profile: str, extra: dict | None = None, directory=None) -> dict:
+    """Validated papermill parameters of a chapter (ValueError lists the allowed ones)."""
+    from .nbparams import validate
+    path = REPO / CHAPTERS[check_chapter(chapter)]
+    params = {"PROFILE": profile, "TRAIN": True, **(extra or {})}
+    if directory is not None:
+        params["RESULTS"] = str(directory)
+    elif profile == "smoke" and "RESULTS" not in params:
+        params["RESULTS"] = str(results_dir("smoke"))
+    return validate(path, params)
+
+
+def run_notebooks(profile: str, chapter: str | None = None, extra: dict | None = None, directory=None,
+                  timeout: float | None = None) -> list[dict]:
+    """Execute the chapters with papermill; every chapter's parameters are validated before any runs."""
+    from .nbparams import run as nb_run
+    chapters = [check_chapter(chapter)] if chapter else list(CHAPTERS)
+    params = {ch: notebook_params(ch, profile, extra, directory) for ch in chapters}
+    out_dir = notebooks_dir(profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    for ch in chapters:
+        src = REPO / CHAPTERS[ch]
+        dest = out_dir / src.name
+        print(f"chapter {ch}: papermill {src.name} -> {dest} with {params[ch]}", flush=True)
+        outcome = nb_run(src, dest, params[ch], timeout=timeout or TIMEOUTS[profile], cwd=src.parent)
+        outcome.update(chapter=ch, notebook=str(dest))
+        print(f"chapter {ch}: {outcome['status']} in {outcome['seconds']} s {outcome['error']}", flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.experiments", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "execute the chapters with papermill (TRAIN=True)"),
+                       ("train", "train the missing runs directly, no notebooks (resumable)"),
+                       ("list", "show which runs are done and which are missing"),
+                       ("latency", "measure the chapters' parameters, multiply-adds and latency only")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
+        p.add_argument("--chapter", default=None, help=f"one of {', '.join(CHAPTERS)} (default: all)")
+        p.add_argument("--results", default=None, help="records folder (default results/<profile>/; "
+                                                       "smoke: runs/results/smoke/)")
+        if name == "run":
+            p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                           help="another notebook parameter, checked against the notebook's allowed values")
+            p.add_argument("--timeout", type=float, default=None, help="seconds per chapter")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            outcomes = run_notebooks(args.profile, args.chapter, dict(args.param), args.results, args.timeout)
+            return 0 if all(o["status"] == "ok" for o in outcomes) else 1
+        check_profile(args.profile)
+        if args.command == "latency":
+            for ch in ([check_chapter(args.chapter)] if args.chapter else list(CHAPTERS)):
+                measure_latencies(ch, args.profile, args.results)
+            return 0
+        train(args.profile, args.chapter, args.results, dry_run=args.command == "list")
+        return 0
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
