@@ -214,3 +214,39 @@ def test_hotdog_fine_tuning_runs_on_tensors(dirs):
     rec = tr.run(lambda: Tiny(num_classes=2), "finetune", dataset="hotdog", images=64, test_images=32,
                  epochs=1, name="tiny", progress=False, **dirs)
     assert rec["status"] == "finished" and rec["config"]["num_classes"] == 2 and 0 <= rec["test_acc"] <= 1
+
+
+KILLED_CHILD = """
+import sys, time
+from tests.test_train import Tiny, QUICK
+from course_lib.train import run
+run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, callback=lambda *a: time.sleep(0.3),
+    results_dir=sys.argv[1], runs_dir=sys.argv[2], data_root=sys.argv[3],
+    **{k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")})
+"""
+
+
+def test_process_killed_with_sigkill_resumes_exactly(dirs, tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    killed = dict(dirs, results_dir=tmp_path / "kr", runs_dir=tmp_path / "kc")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(killed["results_dir"]),
+                              str(killed["runs_dir"]), str(dirs["data_root"])], cwd=root)
+    deadline = time.time() + 60
+    while time.time() < deadline and child.poll() is None:
+        found = list(killed["runs_dir"].glob("*.pt"))
+        if found and torch.load(found[0], weights_only=False)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    child.kill()  # SIGKILL: no cleanup, no except/finally in the child
+    child.wait()
+    assert torch.load(next(killed["runs_dir"].glob("*.pt")), weights_only=False)["epoch"] < 3
+    opts = {k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")}
+    resumed = tr.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **killed, **opts)
+    whole = tr.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **dirs, **opts)
+    a, b = _final(dirs["runs_dir"]), _final(killed["runs_dir"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert _no_time(whole["history"]) == _no_time(resumed["history"]) and whole["test_acc"] == resumed["test_acc"]
