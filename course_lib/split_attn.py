@@ -45,12 +45,13 @@ __all__ = ["split_attn_channels", "RadixSoftmax", "SplitAttn", "CardinalGroup",
 
 
 def split_attn_channels(in_channels: int, radix: int, reduction: int = 4,
-                        minimum: int = 32, divisor: int = 8) -> int:
+                        minimum: int = 32, divisor: int = 8, cardinality: int = 1) -> int:
     """Hidden width d of the attention MLP: ``in_channels * R / reduction``.
 
     Rounded to a multiple of ``divisor`` (timm's rule, so its weights fit) and at
     least ``minimum`` (the official code's floor of 32, which keeps the MLP of
-    narrow blocks from collapsing to a handful of units).
+    narrow blocks from collapsing to a handful of units); then up to a multiple
+    of K, since each cardinal group gets d/K units (only matters for K like 3).
     """
     if reduction < 1:
         raise ValueError(f"reduction must be >= 1, got {reduction}")
@@ -58,7 +59,7 @@ def split_attn_channels(in_channels: int, radix: int, reduction: int = 4,
     rounded = max(minimum, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:  # never round down by more than 10 %
         rounded += divisor
-    return rounded
+    return -(-rounded // cardinality) * cardinality
 
 
 def _check_split(in_channels: int, out_channels: int, cardinality: int, radix: int) -> None:
@@ -82,7 +83,7 @@ def _check_attn(attn_channels: int, cardinality: int) -> None:
     if attn_channels < cardinality or attn_channels % cardinality:
         raise ValueError(f"attention channels d ({attn_channels}) must be a positive multiple "
                          f"of the cardinality K = {cardinality}: each cardinal group needs its "
-                         "own d/K hidden units (lower the reduction or the width check)")
+                         "own d/K hidden units: pass attn_channels as a multiple of K")
 
 
 class RadixSoftmax(nn.Module):
@@ -131,7 +132,7 @@ class SplitAttn(nn.Module):
         super().__init__()
         out_channels = out_channels or in_channels
         _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction)
+        attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
         _check_attn(attn, cardinality)
         self.radix, self.cardinality = radix, cardinality
         self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
@@ -289,7 +290,7 @@ class SplitAttnCardinal(nn.Module):
         super().__init__()
         out_channels = out_channels or in_channels
         _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction)
+        attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
         _check_attn(attn, cardinality)
         self.radix, self.cardinality = radix, cardinality
         self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
