@@ -2,6 +2,7 @@
 
     python -m course_lib.bench                 # the full run (a few minutes on 2 cores)
     python -m course_lib.bench --repeats 3     # quicker, noisier
+    python -m course_lib.bench --threads 0     # torch's own thread count
 
 For ResNeSt-14 and ResNeSt-50 (timm ``resnest14d``/``resnest50d``, 10 classes),
 course_lib's network gets timm's weights, so both compute the same thing. Each
@@ -12,7 +13,9 @@ course_lib's (>= 1.0: course_lib is at least as fast), the median over repeats.
 
 Then the radix-major :class:`~course_lib.split_attn.SplitAttn` against the
 cardinality-major :class:`~course_lib.split_attn.SplitAttnCardinal` holding the
-same weights, for K = 1, 2, 4 (ratio = cardinality-major time / radix-major time).
+same weights, for K = 1, 2, 4 (R = 2, 128 channels, 16x16 maps): forward, and
+forward + backward in training mode (ratio = cardinality-major time / radix-major
+time; > 1 means the radix-major layout is faster).
 """
 from __future__ import annotations
 
@@ -68,6 +71,12 @@ def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
     return run
 
 
+def _forward_backward(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def run():
+        model(x).square().mean().backward()
+    return run
+
+
 def _ratio(times: dict[str, list[float]], slow: str, fast: str) -> float:
     """Median over repeats of time(slow) / time(fast)."""
     return statistics.median(a / b for a, b in zip(times[slow], times[fast]))
@@ -89,10 +98,14 @@ def bench_networks(names, batch: int, size: int, repeats: int, warmup: int) -> N
         for mode in ("forward", "train step"):
             for m in (ours, reference):
                 m.train(mode == "train step")
-            make = _forward if mode == "forward" else (lambda m, x: _train_step(m, x, y))
-            times = compare({"course_lib": make(ours, x), "timm": make(reference, x)}, repeats, warmup)
+            if mode == "forward":
+                fns = {"course_lib": _forward(ours, x), "timm": _forward(reference, x)}
+            else:
+                fns = {"course_lib": _train_step(ours, x, y), "timm": _train_step(reference, x, y)}
+            times = compare(fns, repeats, warmup)
             print(f"{name:12s} {mode:10s}  course_lib {_ms(times['course_lib'])}  "
-                  f"timm {_ms(times['timm'])}  ratio timm/course_lib {_ratio(times, 'timm', 'course_lib'):.3f}")
+                  f"timm {_ms(times['timm'])}  "
+                  f"ratio timm/course_lib {_ratio(times, 'timm', 'course_lib'):.3f}")
 
 
 def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: int) -> None:
@@ -102,14 +115,11 @@ def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: in
         card = radix_to_cardinal(radix)
         x = torch.randn(batch, channels, size, size)
         x_radix = x[:, radix_input_order(channels, k, 2)].contiguous()
-        for mode in ("forward", "train step"):
+        for mode in ("forward", "fwd+bwd"):
             for m in (radix, card):
-                m.train(mode == "train step")
-            if mode == "forward":
-                fns = {"radix": _forward(radix, x_radix), "cardinal": _forward(card, x)}
-            else:
-                fns = {"radix": lambda: radix(x_radix).square().mean().backward(),
-                       "cardinal": lambda: card(x).square().mean().backward()}
+                m.train(mode == "fwd+bwd")
+            make = _forward if mode == "forward" else _forward_backward
+            fns = {"radix": make(radix, x_radix), "cardinal": make(card, x)}
             times = compare(fns, repeats, warmup)
             print(f"K={k} R=2 C={channels:<4d} {mode:10s}  radix-major {_ms(times['radix'])}  "
                   f"cardinality-major {_ms(times['cardinal'])}  "
@@ -125,7 +135,13 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="+", default=["resnest14d", "resnest50d"],
                         help="timm ResNeSt names (default: resnest14d resnest50d)")
     parser.add_argument("--skip-layouts", action="store_true", help="only the networks")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: on a shared machine a busy neighbour stalls "
+                             "multi-threaded runs at every operation, drowning the comparison; "
+                             "0 = torch's default)")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.size}x{args.size}, {args.repeats} repeats after {args.warmup} warm-up, median")
     bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup)
