@@ -109,21 +109,22 @@ def _fields(**changes) -> tuple:
 
 
 # ------------------------------------------------------------------------------- the studies
+SMOKE = dict(images=100, val_size=100, test_images=100)
 SCALES = {
     # chapter 06, Table I
-    "06": {"smoke": dict(images=200, epochs=1, seeds=(0,), val_size=200, test_images=200),
+    "06": {"smoke": dict(**SMOKE, epochs=1, seeds=(0,)),
            "cpu": dict(images=10_000, epochs=10, seeds=(0, 1, 2)),
            "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
     # chapter 06, one row at the report's scale (report recipe, then the book's recipe)
-    "06-fullscale": {"smoke": dict(images=200, epochs=1, val_size=200, test_images=200),
+    "06-fullscale": {"smoke": dict(**SMOKE, epochs=1),
                      "cpu": dict(images=None, epochs=20),
                      "full": dict(images=None, epochs=20)},
     # chapter 07, Table II
-    "07": {"smoke": dict(images=200, epochs=1, seeds=(0,), val_size=200, test_images=200),
+    "07": {"smoke": dict(**SMOKE, epochs=1, seeds=(0,)),
            "cpu": dict(images=5_000, epochs=5, seeds=(0,)),
            "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
     # chapter 08: CIFAR-10 pretraining (cpu, smoke), then fine-tuning on Hotdog
-    "08-pretrain": {"smoke": dict(images=200, epochs=1, val_size=200, test_images=200),
+    "08-pretrain": {"smoke": dict(**SMOKE, epochs=1),
                     "cpu": dict(images=10_000, epochs=5)},
     "08": {"smoke": dict(images=64, epochs=1, test_images=64, image_size=None, init="cifar10"),
            "cpu": dict(images=None, epochs=5, test_images=None, image_size=None, init="cifar10"),
@@ -363,7 +364,7 @@ def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, 
 
 
 LATENCY_FILE = "latency.json"
-LATENCY = {"smoke": dict(batch_size=8, warmup=1, repeats=2),
+LATENCY = {"smoke": dict(batch_size=2, warmup=0, repeats=1),
            "cpu": dict(batch_size=64, warmup=3, repeats=10),
            "full": dict(batch_size=256, warmup=10, repeats=50)}
 
@@ -422,20 +423,25 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
 
 # ------------------------------------------------------------------------------- reading results
 def collect(chapter: str, profile: str, directory=None):
-    """One row per run of the chapter: spec fields + record fields (None where not run yet)."""
+    """One row per run of the chapter: spec fields + record fields (None where not finished).
+
+    A record still being written (status 'running') counts as missing, so what a chapter
+    shows depends on finished, committed records only.
+    """
     import pandas as pd
     directory = results_dir(profile, directory)
     rows = []
     for s in study(chapter, profile):
         rec = find(s, directory) or {}
+        if rec.get("status") != "finished":
+            rec = {}
         hw = rec.get("hardware") or {}
         rows.append({"group": s.group, "label": s.label, "model": s.model, "recipe": s.recipe, "seed": s.seed,
                      "dataset": s.dataset, "images": s.images, "epochs": s.epochs, "init": s.init,
                      "status": rec.get("status", "missing"), "test_acc": rec.get("test_acc"),
                      "val_acc": rec.get("val_acc"), "params": rec.get("params"),
                      "train_images": _train_images(s), "wall_seconds": rec.get("wall_seconds"),
-                     "hardware": _hardware_text(hw, rec.get("settings") or {}),
-                     "epochs_done": len(rec.get("history") or [])})
+                     "hardware": _hardware_text(hw, rec.get("settings") or {})})
     return pd.DataFrame(rows)
 
 
@@ -466,6 +472,85 @@ def welch(a, b) -> dict:
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if va + vb > 0 else float("nan")
     return {"diff": a.mean() - b.mean(), "t": float(t.statistic), "df": float(df), "p": float(t.pvalue)}
+
+
+DATASET_NAMES = {"cifar10": "CIFAR-10 (the book's JPEG copy)",
+                 "hotdog": "hotdog64 (64x64 Food-101 photos, 1,598 train / 400 test; not D2L's Hotdog)"}
+
+
+def setting(rows, profile: str, chapter: str) -> str:
+    """Where the figures of ``rows`` (from :func:`collect`) come from: data, images, epochs, seeds, hardware."""
+    lines = []
+    for (group, dataset, images, epochs, recipe), part in rows.groupby(
+            ["group", "dataset", "train_images", "epochs", "recipe"], sort=False, dropna=False):
+        done = part[part.status == "finished"]
+        imgs = "all" if images != images or images is None else f"{int(images):,}"
+        seeds = ", ".join(str(v) for v in sorted(part.seed.unique()))
+        lines.append(f"- {group}: {DATASET_NAMES[dataset]}, {imgs} training images, {epochs} epochs, "
+                     f"'{recipe}' recipe, seeds {seeds}; {len(done)} of {len(part)} runs finished")
+    hw = sorted({h for h in rows.hardware if h})
+    lines.append(f"- hardware: {'; '.join(hw) if hw else 'no finished run yet'}")
+    lines.append(f"- reproduce: {command(profile, chapter)}  (or: make experiments PROFILE={profile})")
+    return "\n".join(lines)
+
+
+def missing_text(rows, profile: str, chapter: str) -> str:
+    todo = rows[rows.status != "finished"]
+    if todo.empty:
+        return f"All {len(rows)} runs of this chapter's '{profile}' profile are finished."
+    names = "\n".join(f"  - {label}: seed{'s' if len(p) > 1 else ''} {', '.join(map(str, p.seed))}"
+                      for label, p in todo.groupby("label", sort=False))
+    return (f"{len(todo)} of {len(rows)} runs of the '{profile}' profile have no finished record yet, "
+            f"so no figure is shown for them:\n{names}\nProduce them with:\n  {command(profile, chapter)}")
+
+
+def summary(rows, latency: dict | None = None, report: dict | None = None, group: str = "table"):
+    """One row per model of a group: parameters, latency, accuracy mean ± std over seeds, and the report's."""
+    import pandas as pd
+    latency, report = latency or {}, report or {}
+    out = []
+    for label, part in rows[rows.group == group].groupby("label", sort=False):
+        done = part[part.status == "finished"]
+        acc = done.test_acc.astype(float)
+        lat = (latency.get(part.model.iloc[0]) or {}).get("latency") or {}
+        params = done.params.iloc[0] if len(done) else (latency.get(part.model.iloc[0]) or {}).get("params")
+        rep = report.get(label)
+        out.append({
+            "model": label,
+            "params (M)": None if params is None else round(params / 1e6, 2),
+            "ms / image": None if not lat else round(lat["ms_per_image"], 3),
+            "img/s": None if not lat else round(lat["img_per_s"]),
+            "accuracy %": res.mean_std(acc.mean(), acc.std() if len(acc) > 1 else None) if len(acc) else "-",
+            "seeds": len(acc),
+            "report params (M)": rep[0] if rep else None,
+            "report ms / img/s": f"{rep[1]:.4f} / {rep[2]}" if rep else "-",
+            "report accuracy %": f"{rep[3]:.2f}" if rep else "-",
+        })
+    return pd.DataFrame(out).set_index("model")
+
+
+def compare(rows, pairs, group: str = "table"):
+    """Each pair (a, b): difference of mean test accuracy, pooled seed std, Welch's t-test."""
+    import math
+    import pandas as pd
+    done = rows[(rows.group == group) & (rows.status == "finished")]
+    out = []
+    for a, b in pairs:
+        xa = done[done.label == a].test_acc.astype(float).values * 100
+        xb = done[done.label == b].test_acc.astype(float).values * 100
+        row = {"comparison": f"{a} - {b}", "seeds": f"{len(xa)} / {len(xb)}"}
+        if len(xa) < 2 or len(xb) < 2:
+            row.update({"difference (pp)": None, "pooled std (pp)": None, "Welch t": None, "p": None,
+                        "verdict": "needs >= 2 seeds of each"})
+        else:
+            w = welch(xa, xb)
+            pooled = math.sqrt((xa.var(ddof=1) + xb.var(ddof=1)) / 2)
+            row.update({"difference (pp)": round(w["diff"], 2), "pooled std (pp)": round(pooled, 2),
+                        "Welch t": round(w["t"], 2), "p": round(w["p"], 3),
+                        "verdict": "larger than the seed spread (p < 0.05)" if w["p"] < 0.05
+                        else "within the seed spread"})
+        out.append(row)
+    return pd.DataFrame(out).set_index("comparison")
 
 
 def command(profile: str, chapter: str) -> str:
