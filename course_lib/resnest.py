@@ -15,6 +15,7 @@ width d of the name ``RsKxWd`` (channels per cardinal group in the first stage).
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import re
 import socket
@@ -111,9 +112,6 @@ class ResNestBottleneck(nn.Module):
                                    radix=radix, reduction=reduction)
             self.bn2 = None  # SplitAttn has its own BN (bn0) and ReLU
         else:
-            if group_width % cardinality:
-                raise ValueError(f"the 3x3 stage's {group_width} channels must be divisible by "
-                                 f"K = {cardinality}")
             self.conv2 = nn.Conv2d(group_width, group_width, 3, conv_stride, padding=1,
                                    groups=cardinality, bias=False)
             self.bn2 = nn.BatchNorm2d(group_width)
@@ -464,38 +462,69 @@ def create_model(name: str, num_classes: int = 1000, pretrained: bool | str | os
 
     ``overrides`` change the configuration (e.g. ``drop_rate=0.2``, ``radix=4``,
     ``kernel_sizes=(3, 5)``); for the timm baselines they go to ``timm.create_model``.
+
     ``pretrained=True`` loads timm's ImageNet weights (downloaded once, then cached
-    by huggingface_hub); ``pretrained="file.pth"`` loads a state dict saved before,
-    e.g. on a machine that was online. With a new ``num_classes`` the classifier is
-    freshly initialised.
+    by huggingface_hub). ``pretrained="file.pth"`` (or ``.safetensors``) loads a state
+    dict saved before: timm's, saved on a machine that was online, or one of
+    course_lib's own (a training checkpoint's ``"model"`` entry works too). When
+    ``num_classes`` differs from the weights', the classifier stays freshly initialised.
     """
     config = parse_name(name)
     if config.builder == "timm":
         import timm
         if pretrained:
-            return _load_timm(config, num_classes, pretrained, overrides)
+            return _timm_pretrained(config, num_classes, pretrained, overrides)
         return timm.create_model(config.timm_name, num_classes=num_classes, **overrides)
-    unknown = set(overrides) - set(ResNeSt.__init__.__code__.co_varnames)
+    allowed = set(inspect.signature(ResNeSt).parameters) - {"num_classes"}
+    unknown = set(overrides) - allowed
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for {config.name}; ResNeSt takes "
-                         "layers, radix, cardinality, width, deep_stem, stem_width, avg_down, avd, "
-                         "avd_first, drop_rate, in_chans, reduction, kernel_sizes, zero_init_last")
-    kwargs = {**config.kwargs, **overrides}
-    model = ResNeSt(num_classes=num_classes, **kwargs)
-    if pretrained:
-        if overrides and any(k not in ("drop_rate",) for k in overrides):
-            raise ValueError(f"pretrained weights fit {config.name} as named; drop the overrides "
-                             f"{sorted(overrides)} or train from scratch")
-        state = _load_timm(config, num_classes, pretrained, {}).state_dict()
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {config.name}; "
+                         f"ResNeSt takes {', '.join(sorted(allowed))}")
+    model = ResNeSt(num_classes=num_classes, **{**config.kwargs, **overrides})
+    if isinstance(pretrained, (str, os.PathLike)):
+        _load_body(model, _read_state_dict(Path(pretrained)), str(pretrained))
+    elif pretrained:
+        if set(overrides) - {"drop_rate"}:
+            raise ValueError(f"ImageNet weights fit {config.name} as named; drop the overrides "
+                             f"{sorted(set(overrides) - {'drop_rate'})} or train from scratch")
+        state = _timm_pretrained(config, num_classes, True, {}).state_dict()
         model.load_state_dict(state, strict=True)
     return model
 
 
-def _load_timm(config: ModelConfig, num_classes: int, pretrained, overrides: dict) -> nn.Module:
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise PretrainedUnavailableError(f"the pretrained weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):  # a checkpoint that holds the weights under a key
+        if isinstance(state.get(key), dict):
+            return state[key]
+    return state
+
+
+def _load_body(model: nn.Module, state: dict, source: str) -> None:
+    """Load ``state`` strictly, except a classifier of another shape (kept fresh)."""
+    own = model.state_dict()
+    state = {k: v for k, v in state.items()
+             if not (k.startswith("fc.") and k in own and v.shape != own[k].shape)}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # tensors of other shapes
+        raise PretrainedUnavailableError(f"the weights in {source} do not fit this model: "
+                                         f"{str(err)[:600]}") from err
+    if [k for k in missing if not k.startswith("fc.")] or unexpected:
+        raise PretrainedUnavailableError(
+            f"the weights in {source} do not fit this model: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}")
+
+
+def _timm_pretrained(config: ModelConfig, num_classes: int, pretrained, overrides: dict) -> nn.Module:
     """A timm model with ImageNet weights, or PretrainedUnavailableError saying why not."""
     import timm
-    arch = config.timm_name or (config.pretrained or "").split(".")[0]
-    if isinstance(pretrained, (str, os.PathLike)):
+    if isinstance(pretrained, (str, os.PathLike)):  # timm baselines from a saved file
         weights_file = Path(pretrained)
         if not weights_file.is_file():
             raise PretrainedUnavailableError(f"the pretrained weights file {weights_file} does not exist")
@@ -503,7 +532,8 @@ def _load_timm(config: ModelConfig, num_classes: int, pretrained, overrides: dic
         if config.pretrained is None:
             raise PretrainedUnavailableError(
                 f"no ImageNet weights exist for {config.name}: timm publishes them for "
-                f"{', '.join(TIMM_RESNEST)}, ResNet-18/50/101 and EfficientNet-b0..b3. "
+                f"{', '.join(TIMM_RESNEST)}, ResNet-18/50/101 and EfficientNet-b0..b3 "
+                "(the report's ResNeSt-101 has a 32-wide stem; timm's resnest101e a 64-wide one). "
                 "Train it from scratch (pretrained=False) or pick one of those.")
         weights_file = _cached_weights(config.pretrained)
         if weights_file is None and not _hub_reachable():
@@ -515,7 +545,7 @@ def _load_timm(config: ModelConfig, num_classes: int, pretrained, overrides: dic
                 "pretrained=False.")
     where = {} if weights_file is None else {"pretrained_cfg_overlay": {"file": str(weights_file)}}
     try:
-        return timm.create_model(config.pretrained or arch, pretrained=True,
+        return timm.create_model(config.pretrained or config.timm_name, pretrained=True,
                                  num_classes=num_classes, **where, **overrides)
     except (OSError, RuntimeError) as err:  # network errors, broken or mismatched files
         raise PretrainedUnavailableError(

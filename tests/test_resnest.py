@@ -249,3 +249,17 @@ def test_pretrained_from_a_saved_file(tmp_path, offline):
     assert model.fc.out_features == 2                           # a fresh classifier
     torch.testing.assert_close(model.layer3[0].conv2.fc2.weight, source.layer3[0].conv2.fc2.weight)
     torch.testing.assert_close(model.conv1[0].weight, source.conv1[0].weight)
+
+
+def test_pretrained_from_our_own_checkpoint(tmp_path):
+    """A course_lib model saved after training (here: as a checkpoint's "model") loads back."""
+    torch.manual_seed(0)
+    trained = create_model("ResNeSt-14-1s2x64d", num_classes=10, kernel_sizes=(3, 5))
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"epoch": 3, "model": trained.state_dict()}, path)
+    same = create_model("ResNeSt-14-1s2x64d", num_classes=10, kernel_sizes=(3, 5), pretrained=path)
+    torch.testing.assert_close(same.fc.weight, trained.fc.weight)      # same head shape: kept
+    other = create_model("ResNeSt-14-1s2x64d", num_classes=3, kernel_sizes=(3, 5), pretrained=path)
+    assert other.fc.out_features == 3
+    with pytest.raises(PretrainedUnavailableError, match="do not fit"):
+        create_model("ResNeSt-14", pretrained=path)
