@@ -38,7 +38,12 @@ LOSS_REDUCTIONS = ("mean", "sum")
 # --------------------------------------------------------------------------- recipes
 @dataclass(frozen=True)
 class Recipe:
-    """Everything about *how* a model is trained (not which model, not which data)."""
+    """Everything about *how* a model is trained (not which model, not which data).
+
+    Built-in recipes (``RECIPES``): ``report``, the report's section IV-A recipe, whose
+    learning rate the report does not give: we chose 0.1, constant; ``book``, the book's
+    recipe for the same 20 epochs; ``finetune``, the report's section IV-C recipe.
+    """
     name: str = "custom"
     epochs: int = 20
     batch_size: int = 256
