@@ -2,7 +2,7 @@
 
     python -m course_lib.bench                 # the full run (a few minutes on 2 cores)
     python -m course_lib.bench --repeats 3     # quicker, noisier
-    python -m course_lib.bench --threads 0     # torch's own thread count
+    python -m course_lib.bench --threads 0 --clock wall   # torch's threads, elapsed time
 
 For ResNeSt-14 and ResNeSt-50 (timm ``resnest14d``/``resnest50d``, 10 classes),
 course_lib's network gets timm's weights, so both compute the same thing. Each
@@ -10,6 +10,8 @@ repeat times one forward pass (eval, no grad) and one SGD training step (forward
 loss, backward, update) of a batch of 64 32x32 images, for both models back to
 back, alternating which goes first. The printed ratio is timm's time divided by
 course_lib's (>= 1.0: course_lib is at least as fast), the median over repeats.
+By default one thread and CPU time: on a shared machine, other programs inflate
+elapsed time by a factor that changes from one call to the next.
 
 Then the radix-major :class:`~course_lib.split_attn.SplitAttn` against the
 cardinality-major :class:`~course_lib.split_attn.SplitAttnCardinal` holding the
@@ -31,14 +33,22 @@ from .resnest import create_model
 from .split_attn import SplitAttn, radix_input_order, radix_to_cardinal
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _timed(fn: Callable[[], object], clock: Callable[[], float]) -> float:
+    t0 = clock()
     fn()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, interleaved: the order rotates every repeat."""
+def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+            clock: str = "wall") -> dict[str, list[float]]:
+    """Seconds per call of each function, interleaved: the order rotates every repeat.
+
+    ``clock="wall"`` measures elapsed time; ``"cpu"`` the CPU time of this process,
+    which other programs on a shared machine do not inflate (use it with one thread).
+    """
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -47,7 +57,7 @@ def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> 
     for i in range(repeats):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
-            times[name].append(_timed(fns[name]))
+            times[name].append(_timed(fns[name], CLOCKS[clock]))
     return times
 
 
@@ -86,7 +96,8 @@ def _ms(values: list[float]) -> str:
     return f"{1000 * statistics.median(values):8.1f} ms"
 
 
-def bench_networks(names, batch: int, size: int, repeats: int, warmup: int) -> None:
+def bench_networks(names, batch: int, size: int, repeats: int, warmup: int,
+                   clock: str = "wall") -> None:
     import timm
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size)
@@ -102,13 +113,14 @@ def bench_networks(names, batch: int, size: int, repeats: int, warmup: int) -> N
                 fns = {"course_lib": _forward(ours, x), "timm": _forward(reference, x)}
             else:
                 fns = {"course_lib": _train_step(ours, x, y), "timm": _train_step(reference, x, y)}
-            times = compare(fns, repeats, warmup)
+            times = compare(fns, repeats, warmup, clock)
             print(f"{name:12s} {mode:10s}  course_lib {_ms(times['course_lib'])}  "
                   f"timm {_ms(times['timm'])}  "
                   f"ratio timm/course_lib {_ratio(times, 'timm', 'course_lib'):.3f}")
 
 
-def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: int) -> None:
+def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: int,
+                  clock: str = "wall") -> None:
     torch.manual_seed(0)
     for k in (1, 2, 4):
         radix = SplitAttn(channels, channels, cardinality=k, radix=2)
@@ -120,7 +132,7 @@ def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: in
                 m.train(mode == "fwd+bwd")
             make = _forward if mode == "forward" else _forward_backward
             fns = {"radix": make(radix, x_radix), "cardinal": make(card, x)}
-            times = compare(fns, repeats, warmup)
+            times = compare(fns, repeats, warmup, clock)
             print(f"K={k} R=2 C={channels:<4d} {mode:10s}  radix-major {_ms(times['radix'])}  "
                   f"cardinality-major {_ms(times['cardinal'])}  "
                   f"ratio cardinal/radix {_ratio(times, 'cardinal', 'radix'):.3f}")
@@ -139,14 +151,18 @@ def main(argv=None) -> None:
                         help="CPU threads (default 1: on a shared machine a busy neighbour stalls "
                              "multi-threaded runs at every operation, drowning the comparison; "
                              "0 = torch's default)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu (default): CPU time of this process, not inflated by other "
+                             "programs; wall: elapsed time")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.size}x{args.size}, {args.repeats} repeats after {args.warmup} warm-up, median")
-    bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.clock} clock, "
+          f"batch {args.batch}, {args.size}x{args.size}, {args.repeats} interleaved repeats "
+          f"after {args.warmup} warm-up, medians")
+    bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup, args.clock)
     if not args.skip_layouts:
-        bench_layouts(args.batch, 128, 16, args.repeats, args.warmup)
+        bench_layouts(args.batch, 128, 16, args.repeats, args.warmup, args.clock)
 
 
 if __name__ == "__main__":

@@ -402,7 +402,9 @@ def parse_name(name: str) -> ModelConfig:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a model name must be a non-empty string, got {name!r}")
     key = name.strip()
-    lower = key.lower().replace("_", "-") if key.lower().startswith("efficientnet") else key.lower()
+    lower = key.lower()
+    if lower.startswith("efficientnet"):            # EfficientNet-b0, efficientnet_b0, "EfficientNet b0"
+        lower = re.sub(r"[\s_-]+", "-", lower)
     for canonical, (timm_name, weights) in TIMM_BASELINES.items():
         if lower in (canonical.lower(), timm_name.replace("_", "-")):
             return ModelConfig(canonical, "timm", {}, timm_name, weights)

@@ -132,7 +132,8 @@ class SplitAttn(nn.Module):
         super().__init__()
         out_channels = out_channels or in_channels
         _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
+        attn = attn_channels or split_attn_channels(in_channels, radix, reduction,
+                                                    cardinality=cardinality)
         _check_attn(attn, cardinality)
         self.radix, self.cardinality = radix, cardinality
         self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
@@ -223,9 +224,9 @@ class MixedKernelSplitAttn(SplitAttn):
                              f"and dilations={dilations}")
         if any(k < 1 or k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel sizes must be odd (so padding keeps the size), got {kernel_sizes}")
-        self.kernel_sizes, self.dilations = kernel_sizes, dilations
         super().__init__(in_channels, out_channels, kernel_sizes[0], stride, dilations[0],
                          cardinality, len(kernel_sizes), reduction, attn_channels)
+        self.kernel_sizes, self.dilations = kernel_sizes, dilations
         self.convs = nn.ModuleList(
             nn.Conv2d(in_channels // self.radix, self.out_channels, k, stride,
                       padding=d * (k - 1) // 2, dilation=d, groups=cardinality, bias=False)
@@ -290,7 +291,8 @@ class SplitAttnCardinal(nn.Module):
         super().__init__()
         out_channels = out_channels or in_channels
         _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
+        attn = attn_channels or split_attn_channels(in_channels, radix, reduction,
+                                                    cardinality=cardinality)
         _check_attn(attn, cardinality)
         self.radix, self.cardinality = radix, cardinality
         self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn

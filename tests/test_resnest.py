@@ -117,6 +117,7 @@ def test_parse_timm_names_and_baselines():
     assert (c.radix, c.cardinality, c.width, c.avd_first) == (4, 2, 40, True)
     assert parse_name("EfficientNet-b2").timm_name == "efficientnet_b2"
     assert parse_name("efficientnet_b2").name == "EfficientNet-b2"
+    assert parse_name("EfficientNet b2").name == "EfficientNet-b2"   # as in Table II
     assert parse_name("ResNet-18").builder == "timm"
 
 
