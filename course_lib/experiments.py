@@ -476,6 +476,8 @@ def welch(a, b) -> dict:
 
 DATASET_NAMES = {"cifar10": "CIFAR-10 (the book's JPEG copy)",
                  "hotdog": "hotdog64 (64x64 Food-101 photos, 1,598 train / 400 test; not D2L's Hotdog)"}
+# with internet (the full profile) the hotdog loader finds or downloads D2L's own set
+DATASET_NAMES_FULL = {**DATASET_NAMES, "hotdog": "D2L's Hotdog (2,000 train / 800 test photos, resized to 224x224)"}
 
 
 def setting(rows, profile: str, chapter: str) -> str:
@@ -486,7 +488,8 @@ def setting(rows, profile: str, chapter: str) -> str:
         done = part[part.status == "finished"]
         imgs = "all" if images != images or images is None else f"{int(images):,}"
         seeds = ", ".join(str(v) for v in sorted(part.seed.unique()))
-        lines.append(f"- {group}: {DATASET_NAMES[dataset]}, {imgs} training images, {epochs} epochs, "
+        names = DATASET_NAMES_FULL if profile == "full" else DATASET_NAMES
+        lines.append(f"- {group}: {names[dataset]}, {imgs} training images, {epochs} epochs, "
                      f"'{recipe}' recipe, seeds {seeds}; {len(done)} of {len(part)} runs finished")
     hw = sorted({h for h in rows.hardware if h})
     lines.append(f"- hardware: {'; '.join(hw) if hw else 'no finished run yet'}")
