@@ -11,7 +11,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book web-assets test-site test test-unit test-notebooks install clean
+.PHONY: book web-assets test-site test test-unit test-notebooks install clean experiments
 
 install: $(STAMP)
 
@@ -55,6 +55,12 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	$(PY) -m pytest --nbval chapters/ --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
+
+# The experiment chapters 6-8 through papermill (course_lib/experiments.py), training what is missing:
+# PROFILE=smoke (minutes, records in runs/) | cpu (results/cpu/) | full (GPU, results/full/); CHAPTER=06|07|08
+PROFILE ?= smoke
+experiments: $(STAMP)
+	$(PY) -m course_lib.experiments run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
 
 clean:
 	rm -rf _build
