@@ -4,9 +4,11 @@ Papermill only warns about a parameter name that the notebook does not have, and
 does not check values at all. Instructors' class sets and ``make experiments``
 go through :func:`validate` first, so a typo stops with a list of what is allowed.
 
-Allowed values are declared in a notebook's metadata, next to its ``parameters`` cell::
+Allowed values are declared in a notebook's metadata, next to its ``parameters`` cell,
+with optional constraints that tie parameters together::
 
-    "course": {"parameters": {"K": {"choices": [1, 2, 4]}, "epochs": {"min": 1}}}
+    "course": {"parameters": {"K": {"choices": [1, 2, 4]}, "epochs": {"min": 1}},
+               "constraints": [["width % (K * R) == 0", "width must be divisible by G = K*R"]]}
 """
 from __future__ import annotations
 
@@ -36,10 +38,13 @@ def _literal(text: str):
         return text
 
 
+def _course_meta(path) -> dict:
+    return json.loads(Path(path).read_text()).get("metadata", {}).get("course", {})
+
+
 def rules(path) -> dict[str, dict]:
     """The per-parameter rules (choices, min, max) from the notebook's metadata."""
-    meta = json.loads(Path(path).read_text()).get("metadata", {})
-    return meta.get("course", {}).get("parameters", {})
+    return _course_meta(path).get("parameters", {})
 
 
 def describe(path) -> str:
@@ -74,7 +79,16 @@ def validate(path, params: dict) -> dict:
             raise ValueError(f"{Path(path).name}: {name}={value!r} is not allowed. "
                              f"Allowed parameters:\n{describe(path)}")
         out[name] = value
+    _check_constraints(path, {**defaults, **out})
     return out
+
+
+def _check_constraints(path, values: dict) -> None:
+    """Rules between parameters, e.g. ``width % (K * R) == 0``, evaluated on the final values."""
+    for expr, message in _course_meta(path).get("constraints", []):
+        if not eval(expr, {"__builtins__": {}}, dict(values)):  # expressions come from the notebook's author
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items() if k in expr)
+            raise ValueError(f"{Path(path).name}: {shown}: {message}. Allowed parameters:\n{describe(path)}")
 
 
 def _coerce(name, value, default, path):

@@ -98,3 +98,48 @@ def test_yaml_sheets_and_the_command_line(tmp_path, capsys):
 def test_unknown_parameter_in_nbparams_lists_allowed():
     with pytest.raises(ValueError, match=r"Allowed parameters:\n  n_i"):
         nbparams.validate(EX1, {"N_I": 4})
+
+
+# One wrong answer per exercise (the source of its answer cell), and a small sheet row.
+WRONG = {
+    "01_grouped_conv_cost": ("", "def grouped_params(n_i, n_o, g, k): return n_i * n_o * k * k\n"
+                                 "def grouped_macs(n_i, n_o, g, k, H, W): return 0\nsaving = 1.0"),
+    "02_se_from_scratch": ("", "def squeeze_excite(U, W1, b1, W2, b2):\n"
+                               "    a = torch.sigmoid(U.mean((2, 3)))  # no excitation MLP\n"
+                               "    return U * a[:, :, None, None], a\nV, a = squeeze_excite(U, W1, b1, W2, b2)"),
+    "03_sk_select": ("", "d = C // reduction\n"
+                         "def select(U, attn):\n    a = torch.full(U.shape[:3], 1.0 / U.shape[1])\n"
+                         "    return a, (U * a[..., None, None]).sum(1)\na, V = select(U, attn)"),
+    "04_split_attention_layouts": ("", "def input_order(width, K, R): return torch.arange(width)\n"
+                                       "p = input_order(width, K, R)"),
+    "05_predict_block_params": (",name\nt,ResNeSt-14-2s2x40d",
+                                "def predict_block_params(R, K, W, inplanes=64, planes=64): return 0\nprediction = 0"),
+    "06_ablation_new_radix": (",images,seeds\nt,100,2",
+                              "new_name = f'ResNeSt-14-{radix}s1x64d'\n"
+                              "def compare(new, base): return 0.0, 0.0, 'within the seed spread'"),
+    "07_frozen_backbone": (",images\nt,40", "def freeze_backbone(model): return []\ntrainable = []"),
+}
+
+
+def test_every_exercise_is_covered():
+    assert sorted(WRONG) == sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb"))
+    assert len(WRONG) >= 6
+
+
+@pytest.mark.parametrize("name", sorted(WRONG))
+def test_solution_passes_and_a_wrong_answer_fails(name, tmp_path, real_data_root):
+    columns, wrong = WRONG[name]
+    header, _, row = columns.partition("\n")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"student{header}\n{row or 't'}\n")
+    exercise = ROOT / "exercises" / f"{name}.ipynb"
+    [student] = exercises.make(exercise, sheet, tmp_path / "set")
+    limit = exercises.info(exercise)["time_limit"]
+    solved = exercises.grade_one(tmp_path / "set" / "solutions" / student.name, exercise, limit)
+    total = len(exercises.info(exercise)["checks"])
+    assert solved["score"] == f"{total}/{total}", solved
+    bad = tmp_path / "bad" / student.name
+    bad.parent.mkdir()
+    nbformat.write(_answer(nbformat.read(str(student), as_version=4), wrong), str(bad))
+    graded = exercises.grade_one(bad, exercise, limit)
+    assert "FAIL" in [graded[c] for c in exercises.info(exercise)["checks"]], graded
