@@ -29,7 +29,9 @@ _ENGINE = {"run": "train", "get_recipe": "train", "Recipe": "train", "RECIPES": 
 _ENGINE.update({"create_model": "resnest", "parse_name": "resnest", "list_models": "resnest",
                 "ResNeSt": "resnest", "ResNestBottleneck": "resnest",
                 "SplitAttn": "split_attn", "SplitAttnCardinal": "split_attn",
-                "MixedKernelSplitAttn": "split_attn"})
+                "MixedKernelSplitAttn": "split_attn", "SqueezeExcite": "se",
+                "SelectiveKernel": "sk", "ResNeXtBlock": "grouped",
+                "ResNeXtBranchBlock": "grouped"})
 
 
 def __getattr__(name):
