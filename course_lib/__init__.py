@@ -23,7 +23,7 @@ REPO_URL = "https://github.com/split-attention-course/resnest-book"  # same as _
 # The engine's names, imported on first use so that ``import course_lib`` stays light.
 _ENGINE = {"run": "train", "get_recipe": "train", "Recipe": "train", "RECIPES": "train",
            "DivergenceError": "train", "pick_device": "device", "RunSettings": "device",
-           "load_results": "results", "summarize": "results", "count_macs": "latency",
+           "load_results": "results", "summarize": "results", "count_macs": "cost", "count_params": "cost",
            "measure_latency": "latency", "benchmark": "latency"}
 # The blocks' names, imported on first use too.
 _ENGINE.update({"create_model": "resnest", "parse_name": "resnest", "list_models": "resnest",

@@ -1,8 +1,8 @@
 """Cost of a network as the report measures it: parameters, multiply-adds, latency, throughput.
 
-- ``count_macs``: multiply-adds of one forward pass per image, counted by
-  ``torch.utils.flop_counter.FlopCounterMode`` (which counts 2 FLOPs per multiply-add;
-  biases, normalisation and activations are not counted).
+- ``count_macs`` (from ``course_lib.cost``): multiply-adds of one forward pass per
+  image, counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
+  multiply-add; biases, normalisation and activations are not counted).
 - ``measure_latency``: inference time of a batch, after ``warmup`` untimed passes,
   the median of ``repeats`` timed ones. Like the report, latency is milliseconds per
   image (batch time / batch size) and throughput its inverse, images per second.
@@ -20,26 +20,9 @@ import time
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from .cost import count_macs, count_params  # noqa: F401  (one counter for the whole book)
 from .device import RunSettings, hardware, pick_device
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-@torch.no_grad()
-def count_macs(model: nn.Module, input_size=(3, 32, 32)) -> int:
-    """Multiply-adds of one image's forward pass (FLOPs / 2), in eval mode."""
-    was_training = model.training
-    model.eval()
-    p = next(model.parameters(), None)
-    x = torch.zeros(1, *input_size, device=p.device if p is not None else "cpu")
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() // 2
 
 
 def _sync(device: torch.device) -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import results as res
+from .cost import count_params
 from .device import RunSettings, deterministic, hardware, pick_device, rng_state, seed_everything, set_rng_state
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -466,10 +467,6 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
         correct += (logits.detach().argmax(1) == y).sum()
         seen += n
     return {"loss": total_loss.item() / seen, "acc": correct.item() / seen}
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # --------------------------------------------------------------------------- run = data + model + train + record

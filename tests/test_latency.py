@@ -15,7 +15,7 @@ def test_macs_of_a_conv_and_a_linear_are_exact():
     conv = nn.Conv2d(3, 8, 3, padding=1)
     assert count_macs(conv, (3, 32, 32)) == 8 * 32 * 32 * (3 * 3 * 3)           # C_out*H*W*(C_in*k*k)
     assert count_macs(nn.Conv2d(4, 8, 3, padding=1, groups=2), (4, 16, 16)) == 8 * 16 * 16 * (2 * 3 * 3)
-    assert count_macs(_tiny()) == 8 * 32 * 32 * 27 + 8 * 10
+    assert count_macs(_tiny(), (3, 32, 32)) == 8 * 32 * 32 * 27 + 8 * 10
 
 
 def test_latency_record_is_complete_and_positive():
