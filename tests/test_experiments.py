@@ -1,0 +1,149 @@
+"""course_lib.experiments: the studies as data, parameter checks, and one chapter end to end.
+
+The end-to-end test executes chapter 6 through papermill with the smoke profile
+(8 runs of 100 real CIFAR-10 images, 1 epoch) into temporary folders: a minute or
+two on a busy 2-core machine.
+"""
+import json
+
+import nbformat
+import pytest
+
+from course_lib import experiments as ex
+from course_lib import results as res
+from course_lib.resnest import parse_name
+
+
+# --------------------------------------------------------------------------- profiles
+@pytest.mark.parametrize("profile", ex.PROFILES)
+def test_profiles_are_well_formed(profile):
+    for chapter in ex.CHAPTERS:
+        specs = ex.study(chapter, profile)
+        assert specs, (chapter, profile)
+        keys = [ex.run_key(s) for s in specs]
+        dups = {s.label for s in specs if keys.count(ex.run_key(s)) > 1}
+        # only the report-recipe full-scale row may be the Table I row itself (smoke, full)
+        assert dups <= {"ResNeSt-14-2s1x64d", "ResNeSt-14-2s1x64d (report recipe)"}, dups
+        for s in specs:
+            parse_name(s.model)                                  # every model has a name create_model knows
+            assert s.recipe in ("report", "book", "finetune")
+            assert s.epochs >= 1
+            if profile == "smoke":
+                assert s.epochs == 1 and s.seed == 0 and s.images is not None and s.images <= 300
+    table1 = [s for s in ex.study("06", profile) if s.group == "table"]
+    assert sorted({s.label for s in table1}) == sorted(ex.TABLE1)
+    assert all(s.recipe == "report" for s in table1)
+    assert {s.label for s in ex.study("07", profile)} == set(ex.TABLE2)
+    # the priority order of the brief: Table I seed 0 first, the book-recipe full-scale run last
+    order = ex.all_specs(profile)
+    assert order[0].chapter == "06" and order[0].group == "table" and order[0].seed == 0
+    assert order[-1].group == "fullscale" and order[-1].recipe == "book"
+
+
+def test_profile_scales():
+    full = ex.study("06", "full")
+    assert {s.seed for s in full if s.group == "table"} == {0, 1, 2}
+    assert all(s.images is None and s.epochs == 20 for s in full)          # all 45,000 images, 20 epochs
+    cpu = ex.study("06", "cpu")
+    assert {(s.images, s.epochs) for s in cpu if s.group == "table"} == {(10_000, 10)}
+    assert {s.seed for s in cpu if s.group == "table"} == {0, 1, 2}
+    assert [(s.recipe, s.images, s.epochs) for s in cpu if s.group == "fullscale"] == \
+        [("report", None, 20), ("book", None, 20)]
+    assert {s.init for s in ex.study("08", "full") if s.group == "finetune"} == {"imagenet", "scratch"}
+    assert {s.init for s in ex.study("08", "cpu") if s.group == "finetune"} == {"cifar10", "scratch"}
+    scratch = [s for s in ex.study("08", "cpu") if s.group == "finetune" and s.init == "scratch"]
+    assert all(s.recipe_fields["lr"] == ex.SCRATCH_LR for s in scratch)   # D2L: 10x the rate, from scratch
+    with pytest.raises(ValueError, match="smoke"):
+        ex.study("06", "gpu")
+    with pytest.raises(ValueError, match="'06', '07', '08'"):
+        ex.study("09", "cpu")
+
+
+def test_results_folders_keep_smoke_out_of_results(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_RESULTS", raising=False)
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    assert ex.results_dir("smoke") == tmp_path / "runs" / "results" / "smoke"   # git-ignored runs/
+    assert ex.results_dir("cpu").parts[-2:] == ("results", "cpu")
+    assert ex.results_dir("cpu", tmp_path) == tmp_path
+
+
+# --------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("chapter", list(ex.CHAPTERS))
+def test_chapter_parameters_validate(chapter):
+    for profile in ex.PROFILES:
+        params = ex.notebook_params(chapter, profile)
+        assert params["PROFILE"] == profile and params["TRAIN"] is True
+    nb = nbformat.read(str(ex.REPO / ex.CHAPTERS[chapter]), as_version=4)
+    defaults = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(defaults) == 1 and 'PROFILE = "cpu"' in defaults[0].source and "TRAIN = False" in defaults[0].source
+
+
+def test_wrong_parameter_name_or_value_stops_with_the_allowed_list(capsys):
+    with pytest.raises(ValueError, match="no parameter 'EPOCHS'") as err:
+        ex.notebook_params("06", "smoke", {"EPOCHS": 3})
+    assert "PROFILE" in str(err.value) and "TRAIN" in str(err.value)       # the allowed names
+    with pytest.raises(ValueError, match=r"(?s)PROFILE='gpu' is not allowed.*one of \['smoke', 'cpu', 'full'\]"):
+        ex.notebook_params("07", "gpu")
+    with pytest.raises(ValueError, match="TRAIN='maybe' is not a bool"):
+        ex.notebook_params("08", "smoke", {"TRAIN": "maybe"})
+    # the command line stops before papermill starts, with the same message
+    assert ex.main(["run", "--profile", "smoke", "--chapter", "06", "-p", "EPOCHS", "3"]) == 2
+    out = capsys.readouterr().err
+    assert "no parameter 'EPOCHS'" in out and "PROFILE (default 'cpu', one of ['smoke', 'cpu', 'full'])" in out
+    assert ex.main(["run", "--profile", "gpu"]) == 2
+    assert "is not allowed" in capsys.readouterr().err
+    assert ex.main(["train", "--profile", "gpu"]) == 2
+    assert "unknown profile 'gpu'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- reading records
+def test_collect_counts_running_records_as_missing(tmp_path):
+    spec = ex.study("06", "smoke")[0]
+    config = ex.run_config(spec)
+    record = {"key": res.config_key(config), "config": config, "status": "running", "test_acc": 0.5,
+              "history": [{"epoch": 1}], "params": 1}
+    res.write_record(record, tmp_path)
+    rows = ex.collect("06", "smoke", tmp_path)
+    assert (rows.status == "missing").all()
+    res.write_record({**record, "status": "finished"}, tmp_path)
+    rows = ex.collect("06", "smoke", tmp_path)
+    assert rows.status.tolist().count("finished") == 1
+    assert "8 of 9 runs" in ex.missing_text(rows, "smoke", "06")
+    assert ex.command("smoke", "06") in ex.missing_text(rows, "smoke", "06")
+
+
+def test_welch_and_compare():
+    from scipy import stats
+    a, b = [60.0, 61.0, 62.0], [58.0, 58.5, 59.5]
+    w = ex.welch(a, b)
+    assert w["diff"] == pytest.approx(61 - 58.6667, abs=1e-3)
+    assert w["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    import pandas as pd
+    rows = pd.DataFrame({"group": "table", "status": "finished", "label": ["A"] * 3 + ["B"] * 3 + ["C"],
+                         "test_acc": [x / 100 for x in a + b + [0.5]]})
+    table = ex.compare(rows, [("A", "B"), ("A", "C")])
+    assert table.loc["A - B", "verdict"] == "larger than the seed spread (p < 0.05)"
+    assert table.loc["A - C", "verdict"] == "needs >= 2 seeds of each"
+
+
+# --------------------------------------------------------------------------- end to end
+def test_smoke_chapter_runs_through_papermill(tmp_path, monkeypatch, real_data_root):
+    monkeypatch.setenv("COURSE_DATA", str(real_data_root))
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))       # checkpoints + executed notebooks
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    results = tmp_path / "results"
+    [outcome] = ex.run_notebooks("smoke", "06", directory=results)
+    assert outcome["status"] == "ok", outcome["error"]
+    records = [json.loads(p.read_text()) for p in results.glob("*.json") if p.name != ex.LATENCY_FILE]
+    assert len(records) == 8 and all(r["status"] == "finished" for r in records)
+    assert {r["config"]["images"] for r in records} == {100}
+    assert set(json.loads((results / ex.LATENCY_FILE).read_text())) == set(ex.TABLE1)
+    assert "finished" in (results / "LOG.md").read_text()
+    executed = nbformat.read(outcome["notebook"], as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "7 of 7 runs finished" in text
+    # a second pass reuses every record: nothing is trained again
+    rows = ex.collect("06", "smoke", results)
+    assert (rows.status == "finished").all()
+    assert ex.missing("06", "smoke", results) == []
