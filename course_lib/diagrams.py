@@ -345,99 +345,105 @@ def draw_split_attention(cardinality: int = 2, radix: int = 2, channels: int = 6
         from .split_attn import split_attn_channels
         attn_channels = split_attn_channels(c, r_)
     d, ck = attn_channels, c // k_
+    if d % k_:
+        raise ValueError(f"attention channels d ({d}) must be a multiple of the cardinality K = {k_}")
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12.5, 7.2))
+        fig, axes = plt.subplots(1, 2, figsize=(11, 7.4), gridspec_kw={"wspace": 0.02})
     left, right = axes
     fig = left.figure
     gate = "softmax over R" if r_ > 1 else "sigmoid (R = 1)"
+    fs, small = 9.5, 8.5
 
     # left: cardinality-major
-    canvas(9, 10.3, left, title=f"cardinality-major (Fig. 4): K = {k_}, R = {r_}, G = {k_ * r_}")
-    x_in = box(left, 4.5, 9.5, f"input ({c}, {h}, {w})", w=3.2, kind="tensor")
+    canvas(8, 10.4, left, title=f"cardinality-major (Fig. 4)\nK = {k_}, R = {r_}, G = {k_ * r_}")
+    x_in = box(left, 4.0, 9.7, f"X ({c}, {h}, {w})", w=3.4, kind="tensor", fontsize=fs)
     cols = _shown(k_)
-    col_w, dots_w, gap_w = 2.3, 0.7, 0.25
+    dots_w, gap_w = 0.6, 0.2
+    n_groups = sum(kk is not None for kk in cols)
+    col_w = min(2.4, (7.8 - (dots_w if None in cols else 0) - gap_w * (len(cols) - 1)) / n_groups)
     widths = [dots_w if kk is None else col_w for kk in cols]
     total = sum(widths) + gap_w * (len(cols) - 1)
-    xs, x = [], 4.5 - total / 2
+    xs, x = [], 4.0 - total / 2
     for wd in widths:
         xs.append(x + wd / 2)
         x += wd + gap_w
-    concat = node(left, 4.5, 1.75, "c")
+    concat = node(left, 4.0, 1.75, "c", r=0.25)
     for x, kk in zip(xs, cols):
         if kk is None:
-            left.text(x, 5.6, "· · ·", ha="center", va="center", fontsize=14)
+            left.text(x, 5.6, "···", ha="center", va="center", fontsize=14)
             continue
         color = GROUP_COLORS[kk % len(GROUP_COLORS)]
-        left.add_patch(FancyBboxPatch((x - col_w / 2, 2.75), col_w, 5.75,
+        left.add_patch(FancyBboxPatch((x - col_w / 2, 2.6), col_w, 6.1,
                                       boxstyle="round,pad=0.02,rounding_size=0.1",
                                       fc=color, alpha=0.12, ec=color, lw=1.2))
-        left.text(x, 8.2, f"cardinal group {kk + 1}", ha="center", fontsize=7.5, color=color,
-                  fontweight="bold")
-        arrow(left, x_in.bottom, (x, 8.5), f"({c // k_},{h},{w})" if kk == 0 else None, side="left",
-              fontsize=6.5)
+        left.text(x, 8.3, f"group {kk + 1}", ha="center", fontsize=fs, color=color, fontweight="bold")
+        arrow(left, x_in.bottom, (x, 8.7))
         splits = _shown(r_, 3)
-        cell = 0.58 if len(splits) <= 3 else 0.42
+        cell = 0.6 if len(splits) <= 3 else 0.45
         sx = [x + (j - (len(splits) - 1) / 2) * cell * 1.2 for j in range(len(splits))]
         for x2, rr in zip(sx, splits):
             if rr is None:
-                left.text(x2, 7.4, "··", ha="center", va="center", fontsize=9)
+                left.text(x2, 7.5, "··", ha="center", va="center", fontsize=10)
                 continue
-            _cell(left, x2, 7.4, kk, rr, cell, label=cell > 0.5)
-        left.text(x, 6.95, f"{r_} x 3x3 conv\n{c // (k_ * r_)} -> {ck} each", ha="center", va="top",
-                  fontsize=6.5)
-        att = box(left, x, 4.65, f"Σ over R, GAP\ndense {ck}->{d // k_}\nBN, ReLU\n"
-                  f"dense {d // k_}->{r_}x{ck}\n{gate}", w=col_w - 0.3, h=1.75, kind="fc", fontsize=6.5)
-        arrow(left, (x, 6.25), att.top, f"({r_}x{ck},{h},{w})" if kk == 0 else None, fontsize=6)
-        wsum = node(left, x, 3.2, "Σ", r=0.2, fontsize=9)
+            _cell(left, x2, 7.5, kk, rr, cell, label=cell > 0.5, fontsize=7)
+        left.text(x, 6.95, f"{r_} x 3x3\n{c // (k_ * r_)}->{ck}", ha="center", va="top", fontsize=small)
+        att = box(left, x, 4.75, f"Σ, GAP\n{ck}->{d // k_}->{r_}x{ck}\n{'softmax' if r_ > 1 else 'sigmoid'}",
+                  w=col_w - 0.25, h=1.5, kind="fc", fontsize=small)
+        arrow(left, (x, 6.05), att.top)
+        wsum = node(left, x, 3.2, "Σ", r=0.24, fontsize=10)
         arrow(left, att.bottom, wsum.top)
-        arrow(left, wsum.bottom, (concat.x + (x - 4.5) * 0.06, concat.y + 0.2),
-              f"V^{kk + 1}: ({ck},{h},{w})" if kk == cols[-1] else None, fontsize=6.5)
-    out = box(left, 4.5, 0.75, f"V = concat ({c}, {h}, {w})", w=3.4, kind="tensor")
+        arrow(left, wsum.bottom, (concat.x + (x - 4.0) * 0.06, concat.y + 0.25))
+    left.text(xs[-1] + 0.2, 2.25, f"V^k: ({ck},{h},{w})", fontsize=small, color="#555555",
+              family="monospace")
+    out = box(left, 4.0, 0.7, f"V ({c}, {h}, {w})", w=3.4, kind="tensor", fontsize=fs)
     arrow(left, concat.bottom, out.top)
 
     # right: radix-major
-    canvas(9, 10.3, right, title=f"radix-major (Fig. 5): K = {k_}, R = {r_}, G = {k_ * r_}")
-    x_in = box(right, 4.0, 9.5, f"input ({c}, {h}, {w})", w=3.2, kind="tensor")
-    conv = box(right, 4.0, 8.45, f"3x3 conv {c}->{r_ * c}, groups = G = {k_ * r_}\nBN, ReLU", w=4.4, h=0.75,
-               kind="conv", fontsize=8)
+    canvas(8, 10.4, right, title=f"radix-major (Fig. 5)\nK = {k_}, R = {r_}, G = {k_ * r_}")
+    mid = 3.6
+    x_in = box(right, mid, 9.7, f"X ({c}, {h}, {w})", w=3.4, kind="tensor", fontsize=fs)
+    conv = box(right, mid, 8.65, f"3x3 conv {c}->{r_}x{c}\ngroups G = {k_ * r_}, BN, ReLU", w=5.0, h=0.85,
+               kind="conv", fontsize=fs)
     arrow(right, x_in.bottom, conv.top)
     blocks, cells = _shown(r_, 3), _shown(k_, 4)
-    side = min(0.5, 6.4 / max(1, len(blocks) * len(cells) + len(blocks)))
-    block_w = len(cells) * side * 1.05 + 0.25
-    bx = [4.0 + (i - (len(blocks) - 1) / 2) * (block_w + 0.35) for i in range(len(blocks))]
-    y_strip = 7.2
+    side = min(0.55, 5.6 / max(1, len(blocks) * len(cells) + len(blocks)))
+    block_w = len(cells) * side * 1.05
+    bx = [mid + (i - (len(blocks) - 1) / 2) * (block_w + 0.4) for i in range(len(blocks))]
+    y_strip = 7.25
     for x, rr in zip(bx, blocks):
         if rr is None:
-            right.text(x, y_strip, "· ·", ha="center", va="center", fontsize=12)
+            right.text(x, y_strip, "··", ha="center", va="center", fontsize=12)
             continue
-        right.text(x, y_strip + side / 2 + 0.15, f"radix {rr + 1}", ha="center", fontsize=7)
+        right.text(x, y_strip + side / 2 + 0.12, f"r = {rr + 1}", ha="center", fontsize=small)
         cx = [x + (j - (len(cells) - 1) / 2) * side * 1.05 for j in range(len(cells))]
         for x2, kk in zip(cx, cells):
             if kk is None:
                 right.text(x2, y_strip, "·", ha="center", va="center", fontsize=10)
                 continue
-            _cell(right, x2, y_strip, kk, rr, side, label=side >= 0.4)
-    arrow(right, conv.bottom, (4.0, y_strip + side / 2 + 0.35), f"U: ({r_}x{c},{h},{w})", fontsize=6.5)
-    fuse = node(right, 4.0, 6.15, "+", r=0.2, fontsize=10)
-    arrow(right, (4.0, y_strip - side / 2 - 0.05), fuse.top)
-    right.text(4.3, 6.15, "Σ over R", fontsize=7, va="center")
-    gap = box(right, 4.0, 5.35, "global average pool", w=3.0, kind="pool", fontsize=8)
-    fc1 = box(right, 4.0, 4.45, f"dense {c}->{d} (groups = K = {k_}), BN, ReLU", w=4.4, kind="fc", fontsize=8)
-    fc2 = box(right, 4.0, 3.55, f"dense {d}->{r_}x{c} (groups = K = {k_})", w=4.4, kind="fc", fontsize=8)
-    soft = box(right, 4.0, 2.65, f"r-softmax: {gate}", w=3.4, kind="act", fontsize=8)
-    wsum = node(right, 4.0, 1.7, "Σ", r=0.2, fontsize=9)
-    arrow(right, fuse.bottom, gap.top, f"({c},{h},{w})", fontsize=6.5)
-    arrow(right, gap.bottom, fc1.top, f"s: ({c},)", fontsize=6.5)
-    arrow(right, fc1.bottom, fc2.top, f"z: ({d},)", fontsize=6.5)
-    arrow(right, fc2.bottom, soft.top, f"({r_}x{c},)", fontsize=6.5)
-    arrow(right, soft.bottom, wsum.top, f"a: ({r_}, {c})", fontsize=6.5)
-    x_far = 7.9
-    elbow(right, [(bx[-1] + block_w / 2, y_strip), (x_far, y_strip), (x_far, wsum.y), wsum.right])
-    right.text(x_far + 0.1, 4.4, "U", fontsize=8, color="#555555", family="monospace")
-    out = box(right, 4.0, 0.75, f"V = Σ_r a_r·U_r  ({c}, {h}, {w})", w=4.0, kind="tensor", fontsize=8)
+            _cell(right, x2, y_strip, kk, rr, side, label=side >= 0.45, fontsize=7)
+    arrow(right, conv.bottom, (mid, y_strip + side / 2 + 0.45))
+    fuse = node(right, mid, 6.15, "+", r=0.24, fontsize=11)
+    arrow(right, (mid, y_strip - side / 2 - 0.05), fuse.top)
+    right.text(mid + 0.35, 6.15, "Σ over R", fontsize=small, va="center")
+    gap = box(right, mid, 5.35, "global average pool", w=3.6, kind="pool", fontsize=fs)
+    fc1 = box(right, mid, 4.45, f"dense {c}->{d}, BN, ReLU", w=5.0, kind="fc", fontsize=fs)
+    fc2 = box(right, mid, 3.55, f"dense {d}->{r_}x{c}", w=5.0, kind="fc", fontsize=fs)
+    soft = box(right, mid, 2.65, f"r-softmax: {gate}", w=4.2, kind="act", fontsize=fs)
+    wsum = node(right, mid, 1.7, "Σ", r=0.24, fontsize=10)
+    arrow(right, fuse.bottom, gap.top)
+    arrow(right, gap.bottom, fc1.top, f"({c},)", fontsize=small)
+    arrow(right, fc1.bottom, fc2.top, f"({d},)", fontsize=small)
+    arrow(right, fc2.bottom, soft.top)
+    arrow(right, soft.bottom, wsum.top, f"a: ({r_}, {c})", fontsize=small)
+    right.text(mid + 2.6, 3.95, f"groups\nK = {k_}", fontsize=small, va="center", color="#555555")
+    x_far = 7.4
+    elbow(right, [(bx[-1] + block_w / 2 + 0.05, y_strip), (x_far, y_strip), (x_far, wsum.y), wsum.right])
+    right.text(x_far + 0.12, (y_strip + wsum.y) / 2, f"U ({r_}x{c},{h},{w})", fontsize=small,
+               rotation=90, va="center", color="#555555", family="monospace")
+    out = box(right, mid, 0.7, f"V = Σ_r a_r·U_r ({c}, {h}, {w})", w=5.0, kind="tensor", fontsize=fs)
     arrow(right, wsum.bottom, out.top)
     if len(fig.axes) == 2:
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.01)
     return fig
 
 
@@ -487,29 +493,29 @@ def draw_resnest_block(in_channels: int = 256, planes: int = 128, stride: int = 
     fig, ax = canvas(9.4, 9.2, ax, title=f"ResNeSt bottleneck: {radix}s{cardinality}x{width}d, "
                      f"planes {planes}, stride {s}")
     x_in = box(ax, 3.6, 8.7, f"X ({in_channels}, {h}, {h})", w=3.0, kind="tensor")
-    c1 = box(ax, 3.6, 7.6, f"1x1 conv {in_channels}->{b}, BN, ReLU", w=4.2, kind="conv1", fontsize=8)
+    c1 = box(ax, 3.6, 7.6, f"1x1 conv {in_channels}->{b}, BN, ReLU", w=4.2, kind="conv1", fontsize=9.5)
     arrow(ax, x_in.bottom, c1.top)
     sa_stride = 1 if (avd and s > 1) else s
     h_sa = h if sa_stride == 1 else h2
     name = "Split-Attention 3x3" if radix >= 1 else "3x3 conv"
     c2 = box(ax, 3.6, 6.1, f"{name}, K = {cardinality}, R = {radix}\n{b}->{b}, stride {sa_stride}",
-             w=4.2, h=0.8, kind="conv", fontsize=8)
-    arrow(ax, c1.bottom, c2.top, f"({b},{h},{h})", fontsize=7)
+             w=4.2, h=0.8, kind="conv", fontsize=9.5)
+    arrow(ax, c1.bottom, c2.top, f"({b},{h},{h})", fontsize=8.5)
     y = c2.bottom
     if avd and s > 1:
-        pool = box(ax, 3.6, 4.7, f"avd: 3x3 avg pool, stride {s}", w=4.2, kind="pool", fontsize=8)
-        arrow(ax, y, pool.top, f"({b},{h_sa},{h_sa})", fontsize=7)
+        pool = box(ax, 3.6, 4.7, f"avd: 3x3 avg pool, stride {s}", w=4.2, kind="pool", fontsize=9.5)
+        arrow(ax, y, pool.top, f"({b},{h_sa},{h_sa})", fontsize=8.5)
         y = pool.bottom
         h_sa = h2
-    c3 = box(ax, 3.6, 3.3, f"1x1 conv {b}->{out_c}, BN", w=4.2, kind="conv1", fontsize=8)
-    arrow(ax, y, c3.top, f"({b},{h_sa},{h_sa})", fontsize=7)
+    c3 = box(ax, 3.6, 3.3, f"1x1 conv {b}->{out_c}, BN", w=4.2, kind="conv1", fontsize=9.5)
+    arrow(ax, y, c3.top, f"({b},{h_sa},{h_sa})", fontsize=8.5)
     plus = node(ax, 3.6, 2.0, "+")
-    arrow(ax, c3.bottom, plus.top, f"({out_c},{h2},{h2})", fontsize=7)
-    relu = box(ax, 3.6, 1.0, f"ReLU -> ({out_c}, {h2}, {h2})", w=3.6, kind="act", fontsize=8)
+    arrow(ax, c3.bottom, plus.top, f"({out_c},{h2},{h2})", fontsize=8.5)
+    relu = box(ax, 3.6, 1.0, f"ReLU -> ({out_c}, {h2}, {h2})", w=3.6, kind="act", fontsize=9.5)
     arrow(ax, plus.bottom, relu.top)
     xs = 7.6
     if s == 1 and in_channels == out_c:
-        elbow(ax, [x_in.right, (xs, x_in.y), (xs, plus.y), plus.right], "identity", fontsize=7)
+        elbow(ax, [x_in.right, (xs, x_in.y), (xs, plus.y), plus.right], "identity", fontsize=8.5)
         return _finish(fig, given)
     items = []
     if avg_down and s > 1:
@@ -520,11 +526,11 @@ def draw_resnest_block(in_channels: int = 256, planes: int = 128, stride: int = 
     ax.plot([x_in.right[0], xs], [x_in.y, x_in.y], color="#333333", lw=1)
     prev = (xs, x_in.y)
     for (text, kind), yy in zip(items, ys):
-        bb = box(ax, xs, yy, text, w=2.7, h=0.8, kind=kind, fontsize=7.5)
+        bb = box(ax, xs, yy, text, w=2.7, h=0.8, kind=kind, fontsize=9)
         arrow(ax, prev, bb.top)
         prev = bb.bottom
     elbow(ax, [prev, (xs, plus.y), plus.right])
-    ax.text(xs, 7.9, "shortcut" + (" (avg-down)" if avg_down and s > 1 else ""), ha="center", fontsize=8,
+    ax.text(xs, 7.9, "shortcut" + (" (avg-down)" if avg_down and s > 1 else ""), ha="center", fontsize=9.5,
             style="italic")
     return _finish(fig, given)
 
@@ -539,25 +545,25 @@ def draw_stems(size: int = 224, stem_width: int = 32, axes=None):
     fig = left.figure
     canvas(6, 6.6, left, title=f"ResNet stem: one 7x7, {3 * 64 * 49:,} weights")
     t = box(left, 3, 5.7, f"image (3, {size}, {size})", w=3.2, kind="tensor")
-    c = box(left, 3, 4.3, "7x7 conv 3->64, stride 2\nBN, ReLU", w=3.8, h=0.8, kind="conv", fontsize=8)
-    p = box(left, 3, 2.5, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=8)
+    c = box(left, 3, 4.3, "7x7 conv 3->64, stride 2\nBN, ReLU", w=3.8, h=0.8, kind="conv", fontsize=9.5)
+    p = box(left, 3, 2.5, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=9.5)
     o = box(left, 3, 1.0, f"(64, {h4}, {h4})", w=2.6, kind="tensor")
     arrow(left, t.bottom, c.top)
-    arrow(left, c.bottom, p.top, f"(64, {h2}, {h2})", fontsize=7)
+    arrow(left, c.bottom, p.top, f"(64, {h2}, {h2})", fontsize=8.5)
     arrow(left, p.bottom, o.top)
     sw = stem_width
     canvas(6, 6.6, right, title=f"ResNeSt deep stem: three 3x3, "
            f"{9 * (3 * sw + sw * sw + sw * 2 * sw):,} weights")
     t = box(right, 3, 5.7, f"image (3, {size}, {size})", w=3.2, kind="tensor")
-    c1 = box(right, 3, 4.75, f"3x3 conv 3->{sw}, stride 2, BN, ReLU", w=4.6, kind="conv", fontsize=8)
-    c2 = box(right, 3, 3.85, f"3x3 conv {sw}->{sw}, BN, ReLU", w=4.6, kind="conv", fontsize=8)
-    c3 = box(right, 3, 2.95, f"3x3 conv {sw}->{2 * sw}, BN, ReLU", w=4.6, kind="conv", fontsize=8)
-    p = box(right, 3, 2.0, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=8)
+    c1 = box(right, 3, 4.75, f"3x3 conv 3->{sw}, stride 2, BN, ReLU", w=4.6, kind="conv", fontsize=9.5)
+    c2 = box(right, 3, 3.85, f"3x3 conv {sw}->{sw}, BN, ReLU", w=4.6, kind="conv", fontsize=9.5)
+    c3 = box(right, 3, 2.95, f"3x3 conv {sw}->{2 * sw}, BN, ReLU", w=4.6, kind="conv", fontsize=9.5)
+    p = box(right, 3, 2.0, "3x3 max pool, stride 2", w=3.8, kind="pool", fontsize=9.5)
     o = box(right, 3, 1.0, f"({2 * sw}, {h4}, {h4})", w=2.6, kind="tensor")
     arrow(right, t.bottom, c1.top)
-    arrow(right, c1.bottom, c2.top, f"({sw}, {h2}, {h2})", fontsize=7)
-    arrow(right, c2.bottom, c3.top, f"({sw}, {h2}, {h2})", fontsize=7)
-    arrow(right, c3.bottom, p.top, f"({2 * sw}, {h2}, {h2})", fontsize=7)
+    arrow(right, c1.bottom, c2.top, f"({sw}, {h2}, {h2})", fontsize=8.5)
+    arrow(right, c2.bottom, c3.top, f"({sw}, {h2}, {h2})", fontsize=8.5)
+    arrow(right, c3.bottom, p.top, f"({2 * sw}, {h2}, {h2})", fontsize=8.5)
     arrow(right, p.bottom, o.top)
     if len(fig.axes) == 2:
         fig.tight_layout()

@@ -29,9 +29,9 @@ extension the report proposes: different kernel sizes for different splits.
 import torch
 from torch import nn
 
-from course_lib.split_attn import (SplitAttn, SplitAttnCardinal, MixedKernelSplitAttn,
-                                   split_attn_channels, radix_input_order, radix_to_cardinal,
-                                   mixed_from_plain)
+from course_lib.split_attn import (
+    SplitAttn, SplitAttnCardinal, MixedKernelSplitAttn, split_attn_channels,
+    radix_input_order, radix_to_cardinal, mixed_from_plain)
 from course_lib.se import SqueezeExcite
 from course_lib.sk import SelectiveKernel
 from course_lib.cost import count_params, count_macs
@@ -59,7 +59,10 @@ owns the $R$ consecutive splits $U_{R(k-1)+1}, \\dots, U_{Rk}$.
 the sum is averaged over the image, one number per channel:
 
 $$
-\\hat U^k = \\sum_{j = R(k-1)+1}^{Rk} U_j, \\qquad
+\\hat U^k = \\sum_{j = R(k-1)+1}^{Rk} U_j ,
+$$
+
+$$
 s^k_c = \\frac{1}{H W} \\sum_{i=1}^{H} \\sum_{j=1}^{W} \\hat U^k_c(i, j),
 \\qquad c = 1, \\dots, C/K .
 $$
@@ -84,9 +87,11 @@ the block adds its shortcut $\\mathcal T(X)$ (the identity, or a projection when
 the shape changes):
 
 $$
-V^k_c = \\sum_{i=1}^{R} a^k_i(c)\\, U_{R(k-1)+i,\\,c}, \\qquad
-V = \\operatorname{Concat}\\big(V^1, \\dots, V^K\\big), \\qquad
-Y = V + \\mathcal T(X).
+\\begin{aligned}
+V^k_c &= \\sum_{i=1}^{R} a^k_i(c)\\, U_{R(k-1)+i,\\,c}, \\\\
+V &= \\operatorname{Concat}\\big(V^1, \\dots, V^K\\big), \\\\
+Y &= V + \\mathcal T(X).
+\\end{aligned}
 $$
 
 The hidden width is $d = \\max(C R / 4,\\ 32)$, rounded to a multiple of 8 so that
@@ -97,7 +102,10 @@ $C = 64$, $K = 2$, $R = 2$:
 block = SplitAttn(64, 64, cardinality=2, radix=2).eval()
 x = torch.randn(4, 64, 32, 32)                 # (N, C, H, W)
 y = block(x)
-print(block)
+for name, part in block.named_children():   # the layers and their weight shapes
+    shapes = [tuple(p.shape) for p in part.parameters()]
+    groups = f", groups {part.groups}" if getattr(part, "groups", 1) > 1 else ""
+    print(f"{name:9s} {type(part).__name__:12s} {shapes}{groups}")
 print("input", tuple(x.shape), "-> output", tuple(y.shape))
 print("attention weights a:", tuple(block.last_attention.shape), "(N, R, C)")
 print(f"hidden width d = {block.attn_channels}, parameters = {count_params(block):,}")
@@ -144,19 +152,21 @@ x = torch.randn(2, 64, 16, 16, dtype=torch.float64)
 y = se_like(x)
 gate = se_like.last_attention                  # (N, 1, C): one gate per channel
 print("R = 1: attention shape", tuple(gate.shape),
-      f"values in ({gate.min():.4f}, {gate.max():.4f}) -> a sigmoid gate, not a softmax")
+      f"values in ({gate.min():.4f}, {gate.max():.4f}): a sigmoid gate")
 
 # The same computation with course_lib's SqueezeExcite: fold bn1 into fc1, copy fc2.
 se = SqueezeExcite(64, hidden_channels=se_like.attn_channels).double().eval()
 with torch.no_grad():
     bn = se_like.bn1
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)          # BN(z) = scale * z + shift
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)   # BN(z) = scale*z + shift
     se.fc1.weight.copy_(se_like.fc1.weight * scale.view(-1, 1, 1, 1))
     se.fc1.bias.copy_((se_like.fc1.bias - bn.running_mean) * scale + bn.bias)
     se.fc2.load_state_dict(se_like.fc2.state_dict())
-    u = torch.relu(se_like.bn0(se_like.conv(x)))                     # the split U, (N, C, H, W)
-    print(f"max |SplitAttn(R=1) - SE(conv(x))| = {(se(u) - y).abs().max():.1e}")
-    print(f"max |gate difference|              = {(se.last_gate - gate.flatten(1)).abs().max():.1e}")
+    u = torch.relu(se_like.bn0(se_like.conv(x)))        # the split U, (N, C, H, W)
+    out = se(u)
+    gate_gap = (se.last_gate - gate.flatten(1)).abs().max()
+    print(f"max |SplitAttn(R=1) - SE(conv(x))| = {(out - y).abs().max():.1e}")
+    print(f"max |gate difference|              = {gate_gap:.1e}")
 """),
     md("""
 ## K = 1, R = 2 is Selective Kernel
@@ -178,24 +188,28 @@ sk_like = randomise(SplitAttn(64, 64, cardinality=1, radix=2, attn_channels=32),
 y = sk_like(x)
 a = sk_like.last_attention                     # (N, R, C)
 print("K = 1, R = 2: attention shape", tuple(a.shape))
-print(f"weights of split 1, first channels: {[round(v, 3) for v in a[0, 0, :4].tolist()]}")
-print(f"weights of split 2, first channels: {[round(v, 3) for v in a[0, 1, :4].tolist()]}")
-print(f"max |a_1 + a_2 - 1| over images and channels = {(a.sum(1) - 1).abs().max():.1e}")
+for r in range(2):
+    weights = [round(v, 3) for v in a[0, r, :4].tolist()]
+    print(f"weights of split {r + 1}, channels 0-3:", weights)
+print(f"max |a_1 + a_2 - 1| over images and channels = "
+      f"{(a.sum(1) - 1).abs().max():.1e}")
 """),
     code("""
 sk = SelectiveKernel(64, 64, kernel_sizes=(3, 3), dilations=(1, 1), split_input=True,
                      attn_channels=32)
 sk = randomise(sk, seed=3)
-with torch.no_grad():                          # SK's weights -> the Split-Attention layout
+with torch.no_grad():                  # SK's weights -> the Split-Attention layout
     sk_like.conv.weight.copy_(torch.cat([p.conv.weight for p in sk.paths]))
     for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(sk_like.bn0, name).copy_(torch.cat([getattr(p.bn, name) for p in sk.paths]))
+        stacked = torch.cat([getattr(p.bn, name) for p in sk.paths])
+        getattr(sk_like.bn0, name).copy_(stacked)
     sk_like.fc1.weight.copy_(sk.attn.fc_reduce.weight)
     sk_like.fc1.bias.zero_()
     sk_like.bn1.load_state_dict(sk.attn.bn.state_dict())
     sk_like.fc2.weight.copy_(sk.attn.fc_select.weight)
     sk_like.fc2.bias.zero_()
-    print(f"max |SplitAttn(K=1, R=2) - SelectiveKernel| = {(sk_like(x) - sk(x)).abs().max():.1e}")
+    gap = (sk_like(x) - sk(x)).abs().max()
+    print(f"max |SplitAttn(K=1, R=2) - SelectiveKernel| = {gap:.1e}")
 """),
     md("""
 So a Split-Attention block with $R = 1$ is an SE block, and with $K = 1$, $R = 2$
@@ -224,7 +238,7 @@ the transpose of a $K \\times R$ table read row by row:
 """),
     code("""
 K, R = 4, 2
-pi = torch.arange(K * R).view(K, R).t().reshape(-1)      # radix-major slot -> cardinal-major index
+pi = torch.arange(K * R).view(K, R).t().reshape(-1)   # radix-major slot -> group kR+r
 print("radix-major slot :", list(range(K * R)))
 print("holds group kR+r :", pi.tolist())
 print("  i.e. (k, r)    :", [(int(g) // R + 1, int(g) % R + 1) for g in pi])
@@ -260,7 +274,7 @@ needs. Now the numerical check: random weights and statistics, double precision,
 several $K > 1$ and $R > 1$, weights copied with `radix_to_cardinal`:
 """),
     code("""
-print(" K  R    C  params (radix-major / cardinality-major)   max |difference|")
+print(" K  R    C   parameters (radix / cardinal)   max |diff|   same attention")
 for K, R, C in [(2, 2, 64), (4, 2, 64), (2, 3, 96), (4, 4, 128), (8, 2, 128)]:
     radix_major = randomise(SplitAttn(C, C, cardinality=K, radix=R), seed=K * 10 + R)
     cardinal_major = radix_to_cardinal(radix_major).double().eval()
@@ -268,9 +282,10 @@ for K, R, C in [(2, 2, 64), (4, 2, 64), (2, 3, 96), (4, 4, 128), (8, 2, 128)]:
     x = torch.randn(2, C, 12, 12, dtype=torch.float64)
     with torch.no_grad():
         diff = (cardinal_major(x) - radix_major(x[:, order])).abs().max().item()
-        same_attention = torch.allclose(cardinal_major.last_attention, radix_major.last_attention)
-    print(f"{K:2d} {R:2d} {C:4d}  {count_params(radix_major):>10,} / {count_params(cardinal_major):<10,}"
-          f"               {diff:.1e}   attention equal: {same_attention}")
+        same = torch.allclose(cardinal_major.last_attention, radix_major.last_attention)
+    p_radix, p_card = count_params(radix_major), count_params(cardinal_major)
+    print(f"{K:2d} {R:2d} {C:4d}   {p_radix:>10,} / {p_card:<10,}"
+          f"         {diff:.1e}      {same}")
 """),
     md("""
 The differences are at the level of double-precision rounding ($10^{-16}$ relative),
@@ -318,9 +333,11 @@ def time_layouts(C, size, ks, R=2, batch=8, repeats=9):
             with torch.no_grad():
                 cardinal_major(x)
 
-        t = compare({"radix": run_radix, "cardinal": run_cardinal}, repeats=repeats, warmup=2)
+        t = compare({"radix": run_radix, "cardinal": run_cardinal},
+                    repeats=repeats, warmup=2)
         ratio = statistics.median(c / r for c, r in zip(t["cardinal"], t["radix"]))
-        rows[K] = (1000 * statistics.median(t["radix"]), 1000 * statistics.median(t["cardinal"]), ratio)
+        ms = {key: 1000 * statistics.median(v) for key, v in t.items()}
+        rows[K] = (ms["radix"], ms["cardinal"], ratio)
     return rows
 
 
@@ -333,8 +350,8 @@ for label, (C, size) in settings.items():
     results[label] = time_layouts(C, size, ks)
     print(label)
     for K, (t_radix, t_card, ratio) in results[label].items():
-        print(f"  K = {K:2d}: radix-major {t_radix:7.2f} ms, cardinality-major {t_card:7.2f} ms, "
-              f"ratio {ratio:5.2f}")
+        print(f"  K = {K:2d}: radix-major {t_radix:7.2f} ms, "
+              f"cardinality-major {t_card:7.2f} ms, ratio {ratio:5.2f}")
 torch.set_num_threads(threads)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
@@ -344,7 +361,8 @@ for ax, (label, rows) in zip(axes, results.items()):
     ax.axhline(1, color="#333333", lw=0.8)
     ax.set(yscale="log", xlabel="cardinality K", title=f"C x H x W = {label}")
 axes[0].set_ylabel("time cardinal-major / radix-major")
-fig.suptitle("above 1: radix-major is faster (inference, batch 8, R = 2, one thread)", fontsize=10)
+fig.suptitle("above 1: radix-major is faster (inference, batch 8, R = 2, one thread)",
+             fontsize=10)
 fig.tight_layout()
 """),
     md("""
@@ -386,12 +404,15 @@ def figure_png(fig):
     return buffer.getvalue()
 
 
-k_slider = widgets.IntSlider(value=2, min=1, max=8, description="K", continuous_update=False)
-r_slider = widgets.IntSlider(value=2, min=1, max=4, description="R", continuous_update=False)
+k_slider = widgets.IntSlider(value=2, min=1, max=8, description="K",
+                             continuous_update=False)
+r_slider = widgets.IntSlider(value=2, min=1, max=4, description="R",
+                             continuous_update=False)
 c_slider = widgets.IntSlider(value=64, min=16, max=256, step=8, description="width C",
                              continuous_update=False)
 report = widgets.HTML()
-picture = widgets.Image(format="png", width=900)
+picture = widgets.Image(format="png",
+                        layout=widgets.Layout(width="100%", max_width="800px"))
 
 
 def update(_=None):
@@ -399,16 +420,22 @@ def update(_=None):
     try:
         block = SplitAttn(C, C, cardinality=K, radix=R)
     except ValueError as err:              # course_lib names the broken constraint
-        report.value = (f"<p style='color:#b00020'><b>ValueError:</b> {html.escape(str(err))}</p>")
+        report.value = ("<p style='color:#b00020'><b>ValueError:</b> "
+                        f"{html.escape(str(err))}</p>")
         picture.layout.display = "none"
         return
     macs = count_macs(block, input_size=(C, 16, 16))
-    speed = measure_latency(block, batch_size=16, input_size=(C, 16, 16), warmup=1, repeats=5)
-    report.value = (f"<p>G = K&middot;R = {K * R} featuremap groups, hidden width d = {block.attn_channels}"
-                    f"<br>parameters: <b>{count_params(block):,}</b> &nbsp; multiply-adds per "
-                    f"{C}x16x16 map: <b>{macs / 1e6:.2f} M</b> &nbsp; latency: "
-                    f"<b>{speed['ms_per_batch']:.2f} ms</b> per batch of 16 (this machine, now)</p>")
-    picture.value = figure_png(diagrams.draw_split_attention(K, R, channels=C, height=16, width=16))
+    speed = measure_latency(block, batch_size=16, input_size=(C, 16, 16),
+                            warmup=1, repeats=5)
+    report.value = (
+        f"<p>G = K&middot;R = {K * R} featuremap groups, "
+        f"hidden width d = {block.attn_channels}<br>"
+        f"parameters: <b>{count_params(block):,}</b> &nbsp; "
+        f"multiply-adds per {C}x16x16 map: <b>{macs / 1e6:.2f} M</b> &nbsp; "
+        f"latency: <b>{speed['ms_per_batch']:.2f} ms</b> per batch of 16 "
+        "(this machine, now)</p>")
+    fig = diagrams.draw_split_attention(K, R, channels=C, height=16, width=16)
+    picture.value = figure_png(fig)
     picture.layout.display = None
 
 
@@ -441,15 +468,18 @@ plain = randomise(SplitAttn(64, 64, cardinality=2, radix=2), seed=5)
 x = torch.randn(2, 64, 16, 16, dtype=torch.float64)
 same = mixed_from_plain(plain).double().eval()
 with torch.no_grad():
-    print(f"kernels {same.kernel_sizes}: max |Mixed - SplitAttn| = {(same(x) - plain(x)).abs().max():.1e}")
+    gap = (same(x) - plain(x)).abs().max()
+    print(f"kernels {same.kernel_sizes}: max |Mixed - SplitAttn| = {gap:.1e}")
 
 print()
 print("block (C = 64, K = 2, R = 2)          parameters   MACs per 64x32x32 map")
 for label, module in [
         ("SplitAttn, 3x3 + 3x3", SplitAttn(64, 64, cardinality=2, radix=2)),
         ("Mixed, 3x3 + 5x5", MixedKernelSplitAttn(64, 64, (3, 5), cardinality=2)),
-        ("Mixed, 3x3 + 3x3 dilation 2", MixedKernelSplitAttn(64, 64, (3, 3), (1, 2), cardinality=2)),
-        ("Mixed, 3x3 + 5x5 + 7x7 (R = 3)", MixedKernelSplitAttn(96, 96, (3, 5, 7), cardinality=2))]:
+        ("Mixed, 3x3 + 3x3 dilation 2",
+         MixedKernelSplitAttn(64, 64, (3, 3), (1, 2), cardinality=2)),
+        ("Mixed, 3x3 + 5x5 + 7x7 (R = 3)",
+         MixedKernelSplitAttn(96, 96, (3, 5, 7), cardinality=2))]:
     macs = count_macs(module, input_size=(module.in_channels, 32, 32))
     print(f"{label:34s} {count_params(module):>10,}   {macs / 1e6:8.2f} M")
 """),
@@ -468,8 +498,9 @@ with torch.no_grad():
     out = mixed(torch.randn(8, 64, 32, 32))
 a = mixed.last_attention                       # (N, R, C)
 print("output", tuple(out.shape), "| attention", tuple(a.shape))
-print("image 0, channels 0-5, weight of the 3x3 split:", [round(v, 2) for v in a[0, 0, :6].tolist()])
-print("image 0, channels 0-5, weight of the 5x5 split:", [round(v, 2) for v in a[0, 1, :6].tolist()])
+for r, k in enumerate(mixed.kernel_sizes):
+    print(f"image 0, channels 0-5, weight of the {k}x{k} split:",
+          [round(v, 2) for v in a[0, r, :6].tolist()])
 print(f"mean weight of the 5x5 split over images and channels: {a[:, 1].mean():.2f}")
 """),
     md("""
@@ -487,11 +518,11 @@ $R \\in \\{1, 2, 4\\}$. Which part grows with $R$?
     code("""
 # Solution to exercise 1
 def split_attn_params(C, K, R, d):
-    conv = (R * C) * (C // (K * R)) * 9          # R*C outputs, each reading C/(K*R) inputs: 9 C^2 / K
-    bn0 = 2 * R * C                              # weight and bias (running statistics are buffers)
-    fc1 = (C // K) * d + d                       # K dense maps C/K -> d/K, plus biases
+    conv = (R * C) * (C // (K * R)) * 9   # R*C outputs reading C/(KR) inputs: 9C^2/K
+    bn0 = 2 * R * C                       # weight and bias (statistics are buffers)
+    fc1 = (C // K) * d + d                # K dense maps C/K -> d/K, plus biases
     bn1 = 2 * d
-    fc2 = (d // K) * (R * C) + R * C             # K dense maps d/K -> R*C/K, plus biases
+    fc2 = (d // K) * (R * C) + R * C      # K dense maps d/K -> R*C/K, plus biases
     return conv + bn0 + fc1 + bn1 + fc2
 
 
@@ -500,9 +531,11 @@ for K in (1, 2, 4):
     for R in (1, 2, 4):
         block = SplitAttn(C, C, cardinality=K, radix=R)
         formula = split_attn_params(C, K, R, block.attn_channels)
+        counted = count_params(block)
         print(f"K={K} R={R}: d={block.attn_channels:4d}  formula {formula:>8,}  "
-              f"count_params {count_params(block):>8,}  equal: {formula == count_params(block)}")
-# The convolution's 9 C^2 / K weights do not depend on R; the MLP (d = C R / 4) grows with R.
+              f"count_params {counted:>8,}  equal: {formula == counted}")
+# The convolution's 9 C^2 / K weights do not depend on R;
+# the MLP (d = C R / 4) grows with R.
 """, tags=["hide-input"]),
     md("""
 **Exercise 2 (undo the layout).** The radix-major convolution returns a tensor of
@@ -516,14 +549,16 @@ and `reshape`. Check it on a tensor whose values are their own channel index.
 def to_cardinal_major(u, K, R):
     n, rc, h, w = u.shape
     ck = rc // (R * K)
-    return u.view(n, R, K, ck, h, w).transpose(1, 2).reshape(n, rc, h, w)   # (r, k, j) -> (k, r, j)
+    u = u.view(n, R, K, ck, h, w)                    # (r, k, j)
+    return u.transpose(1, 2).reshape(n, rc, h, w)    # (k, r, j)
 
 
 K, R, ck = 2, 3, 2
-u = torch.arange(R * K * ck).float().view(1, -1, 1, 1)   # value = radix-major channel index
+u = torch.arange(R * K * ck).float().view(1, -1, 1, 1)   # value = its channel index
 v = to_cardinal_major(u, K, R).flatten().long()
 print("cardinal-major position -> radix-major channel:", v.tolist())
-expected = [r * K * ck + k * ck + j for k in range(K) for r in range(R) for j in range(ck)]
+expected = [r * K * ck + k * ck + j
+            for k in range(K) for r in range(R) for j in range(ck)]
 print("matches r*C + k*C/K + j:", v.tolist() == expected)
 """, tags=["hide-input"]),
     md("""
@@ -546,7 +581,8 @@ gated = SplitAttn(128, 128, cardinality=4, radix=1).eval()
 with torch.no_grad():
     gated(torch.randn(4, 128, 8, 8))
 g = gated.last_attention                                # (N, 1, C): sigmoid gates
-print(f"R = 1 (sigmoid): gates between {g.min():.3f} and {g.max():.3f}, each on its own")
+print(f"R = 1 (sigmoid): gates between {g.min():.3f} and {g.max():.3f}, "
+      "each on its own")
 """, tags=["hide-input"]),
 ])
 execute(PATH)

@@ -60,8 +60,8 @@ for $n_i$ blocks in stage $i$: ResNeSt-14 has one block per stage, ResNeSt-50 ha
 $(3, 4, 6, 3)$. One ResNeSt bottleneck of stage 2, for a 32x32 map:
 """),
     code("""
-fig = diagrams.draw_resnest_block(in_channels=256, planes=128, stride=2, radix=2, cardinality=1,
-                                  width=64, height=32)
+fig = diagrams.draw_resnest_block(in_channels=256, planes=128, stride=2, radix=2,
+                                  cardinality=1, width=64, height=32)
 """),
     md("""
 ## Three changes to the ResNet plan
@@ -94,7 +94,8 @@ x = torch.randn(1, 256, 8, 8)
 x_changed = x.clone()
 x_changed[:, :, 1::2, 1::2] += 1.0                 # 16 of the 64 pixels change
 with torch.no_grad():
-    for label, model in (("strided 1x1 (ResNet)", resnet), ("avg-down (ResNeSt)", resnest)):
+    for label, model in (("strided 1x1 (ResNet)", resnet),
+                         ("avg-down (ResNeSt)", resnest)):
         shortcut = model.layer2[0].downsample
         change = (shortcut(x_changed) - shortcut(x)).abs().max().item()
         print(f"{label:22s} output {tuple(shortcut(x).shape)}, max change {change:.3f}")
@@ -114,20 +115,24 @@ shapes of the tensors, not their values, so the models are built on PyTorch's
 """),
     code("""
 def on_meta(name, **options):
-    \"\"\"Build a model without allocating its weights: enough to count parameters and MACs.\"\"\"
+    \"\"\"A model without memory for its weights: enough to count parameters and MACs.\"\"\"
     with torch.device("meta"):
         return create_model(name, num_classes=10, **options)
 
 
-print(f"{'ResNeSt-14 (2s1x64d)':30s} {'parameters':>11s} {'MACs 32x32':>11s} {'MACs 224x224':>13s}")
+none = dict(deep_stem=False, avg_down=False, avd=False)
+print(f"{'ResNeSt-14 (2s1x64d)':22s} {'parameters':>11s} {'MACs 32x32':>11s} "
+      f"{'MACs 224x224':>13s}")
 for label, options in [("with all three", {}),
                        ("without the deep stem", dict(deep_stem=False)),
                        ("without avg-down", dict(avg_down=False)),
                        ("without avd", dict(avd=False)),
-                       ("without any (= ResNet-14-2s1x64d)", dict(deep_stem=False, avg_down=False, avd=False))]:
+                       ("without any", none)]:
     model = on_meta("ResNeSt-14", **options)
-    print(f"{label:34s} {count_params(model) / 1e6:7.3f} M {count_macs(model, (3, 32, 32)) / 1e6:8.1f} M "
-          f"{count_macs(model, (3, 224, 224)) / 1e9:10.3f} G")
+    params = count_params(model) / 1e6
+    macs_32 = count_macs(model, (3, 32, 32)) / 1e6
+    macs_224 = count_macs(model, (3, 224, 224)) / 1e9
+    print(f"{label:22s} {params:9.3f} M {macs_32:9.1f} M {macs_224:11.3f} G")
 """),
     md("""
 The deep stem adds about 19 thousand parameters; avg-down changes nothing that
@@ -146,7 +151,8 @@ def trace(model, size, names):
     \"\"\"Output shape (C, H, W) of each named submodule for one size x size image.\"\"\"
     shapes, hooks = {}, []
     for name in names:
-        hook = lambda module, inputs, output, name=name: shapes.__setitem__(name, tuple(output.shape[1:]))
+        def hook(module, inputs, output, name=name):
+            shapes[name] = tuple(output.shape[1:])
         hooks.append(model.get_submodule(name).register_forward_hook(hook))
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, size, size))
@@ -155,22 +161,24 @@ def trace(model, size, names):
     return shapes
 
 
-rows = [("conv1.0", "stem: 3x3 conv, stride 2"), ("conv1", "stem: after the three 3x3 convs"),
-        ("maxpool", "stem: 3x3 max pool, stride 2"), ("layer1.0.conv2", "stage 1: Split-Attention"),
+rows = [("conv1.0", "stem: 3x3 conv, stride 2"),
+        ("conv1", "stem: three 3x3 convs"),
+        ("maxpool", "stem: 3x3 max pool, stride 2"),
+        ("layer1.0.conv2", "Split-Attention"),
         ("layer1", "stage 1 output")]
 for i in (2, 3, 4):
-    rows += [(f"layer{i}.0.conv1", f"stage {i}: 1x1 conv"),
-             (f"layer{i}.0.conv2", f"stage {i}: Split-Attention, stride 1"),
-             (f"layer{i}.0.avd_last", f"stage {i}: avd, 3x3 avg pool, stride 2"),
-             (f"layer{i}.0.downsample.0", f"stage {i}: shortcut, 2x2 avg pool"),
+    rows += [(f"layer{i}.0.conv1", "1x1 conv"),
+             (f"layer{i}.0.conv2", "Split-Attention, stride 1"),
+             (f"layer{i}.0.avd_last", "avd: 3x3 avg pool, stride 2"),
+             (f"layer{i}.0.downsample.0", "shortcut: 2x2 avg pool"),
              (f"layer{i}", f"stage {i} output")]
-rows += [("global_pool", "head: global average pool"), ("fc", "head: dense layer (10 classes)")]
+rows += [("global_pool", "global average pool"), ("fc", "dense layer, 10 classes")]
 
 model = create_model("ResNeSt-14", num_classes=10)
 small, large = (trace(model, size, [name for name, _ in rows]) for size in (32, 224))
-print(f"{'module':24s} {'what':40s} {'32x32 input':>16s} {'224x224 input':>18s}")
+print(f"{'module':22s} {'what':29s} {'32x32 image':>13s} {'224x224 image':>16s}")
 for name, what in rows:
-    print(f"{name:24s} {what:40s} {str(small[name]):>16s} {str(large[name]):>18s}")
+    print(f"{name:22s} {what:29s} {str(small[name]):>13s} {str(large[name]):>16s}")
 """),
     md("""
 Two things stand out. On ImageNet-sized images the last stage works on $7 \\times 7$
@@ -196,17 +204,21 @@ channels; `0s` means no Split-Attention at all, a plain (grouped) 3x3.
 `parse_name` turns a name into the configuration that `create_model` builds:
 """),
     code("""
-for name in ["ResNeSt-14-2s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x40d", "ResNet-14-0s1x64d",
-             "ResNeSt-50", "ResNeSt-32", "resnest50d_4s2x40d"]:
+names = ["ResNeSt-14-2s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x40d",
+         "ResNet-14-0s1x64d", "ResNeSt-50", "ResNeSt-32", "resnest50d_4s2x40d"]
+for name in names:
     c = parse_name(name)
-    print(f"{name:20s} -> layers {c.layers}, R = {c.radix}, K = {c.cardinality}, width {c.width}, "
-          f"deep stem {c.deep_stem}, avg-down {c.avg_down}, avd {c.avd}"
-          + (f", avd first {c.avd_first}" if c.avd_first else ""))
+    tricks = [t for t in ("deep_stem", "avg_down", "avd", "avd_first") if getattr(c, t)]
+    print(f"{name:18s} layers {c.layers}, R={c.radix} K={c.cardinality} "
+          f"width {c.width:2d}, {' '.join(tricks) or 'plain ResNet'}")
 
+import textwrap
 try:
     parse_name("ResNeSt-18")
 except ValueError as err:
-    print("\\nResNeSt-18:", str(err).split(" Accepted:")[0])
+    message = "ValueError: " + str(err).split(" Accepted:")[0]
+    print()
+    print(textwrap.fill(message, width=88))
 """),
     md("""
 Note the last line of the list: timm's `resnest50d_4s2x40d` places the avd pool
@@ -227,7 +239,8 @@ def describe(m):
     \"\"\"A leaf module in one short line.\"\"\"
     if isinstance(m, nn.Conv2d):
         groups = f", groups {m.groups}" if m.groups > 1 else ""
-        return (f"Conv2d {m.in_channels}->{m.out_channels}, {m.kernel_size[0]}x{m.kernel_size[1]}, "
+        k = m.kernel_size[0]
+        return (f"Conv2d {m.in_channels}->{m.out_channels}, {k}x{k}, "
                 f"stride {m.stride[0]}{groups}")
     if isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
         k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
@@ -239,7 +252,8 @@ def describe(m):
 
 
 def leaves(model):
-    return [f"{name:24s} {describe(m)}" for name, m in model.named_modules() if not list(m.children())]
+    return [f"{name:24s} {describe(m)}" for name, m in model.named_modules()
+            if not list(m.children())]
 
 
 for line in difflib.unified_diff(leaves(resnet), leaves(resnest), lineterm="", n=0):
@@ -281,8 +295,8 @@ report = {  # millions of parameters, as printed in the report's Tables I and II
     "ResNeSt-14-1s1x64d": 8.23, "ResNeSt-14-1s1x40d": 5.44, "ResNeSt-14-1s2x64d": 13.63,
     "ResNeSt-14-2s1x64d": 8.58,
     "ResNeSt-14": 8.58, "ResNeSt-32": 16.56, "ResNeSt-50": 25.45, "ResNeSt-101": 46.14,
-    "ResNet-18": 11.18, "EfficientNet-b0": 4.02, "EfficientNet-b1": 6.53, "EfficientNet-b2": 7.72,
-    "EfficientNet-b3": 10.71,
+    "ResNet-18": 11.18, "EfficientNet-b0": 4.02, "EfficientNet-b1": 6.53,
+    "EfficientNet-b2": 7.72, "EfficientNet-b3": 10.71,
 }
 counted = {}
 print(f"{'network':20s} {'course_lib':>11s} {'report':>8s}   agree to 0.01 M")
@@ -290,7 +304,8 @@ for name, theirs in report.items():
     if name == "ResNeSt-14":
         print("-" * 62, "Table II")
     counted[name] = count_params(on_meta(name)) / 1e6
-    print(f"{name:20s} {counted[name]:9.3f} M {theirs:6.2f} M   {abs(counted[name] - theirs) < 0.01}")
+    agree = abs(counted[name] - theirs) < 0.01
+    print(f"{name:20s} {counted[name]:9.3f} M {theirs:6.2f} M   {agree}")
 """),
     md("""
 Every count agrees with the report to the precision it prints (the report seems
@@ -312,11 +327,13 @@ import itertools
 
 base = count_params(on_meta("ResNeSt-14"))
 resnest26 = on_meta("ResNeSt-26")
-extra = [count_params(getattr(resnest26, f"layer{i}")[1]) for i in (1, 2, 3, 4)]   # one more block
+# what one more block adds to each stage
+extra = [count_params(getattr(resnest26, f"layer{i}")[1]) for i in (1, 2, 3, 4)]
 splits = [s for s in itertools.product(range(1, 8), repeat=4) if sum(s) == 10]
 params = {s: base + sum((n - 1) * e for n, e in zip(s, extra)) for s in splits}
 closest = sorted(splits, key=lambda s: abs(params[s] / 1e6 - 16.56))
-print(f"{len(splits)} ways to put 10 blocks in 4 stages; the closest to the report's 16.56 M:")
+print(f"{len(splits)} ways to put 10 blocks in 4 stages; "
+      "the closest to the report's 16.56 M:")
 for s in closest[:4]:
     print(f"  layers {s}: {params[s] / 1e6:6.3f} M")
 print("parse_name('ResNeSt-32').layers =", parse_name("ResNeSt-32").layers)
@@ -332,10 +349,11 @@ of the first block. Only the stem and that first block differ, so the gap can be
 measured on a ResNeSt-14 without building a second 101-layer network:
 """),
     code("""
-gap = count_params(on_meta("ResNeSt-14", stem_width=64)) - count_params(on_meta("ResNeSt-14"))
-print(f"64-wide stem adds {gap:,} parameters: resnest101e has "
-      f"{counted['ResNeSt-101'] + gap / 1e6:.2f} M with 10 classes, the report's ResNeSt-101 "
-      f"{counted['ResNeSt-101']:.2f} M")
+wide = count_params(on_meta("ResNeSt-14", stem_width=64))
+gap = wide - count_params(on_meta("ResNeSt-14"))
+print(f"the 64-wide stem adds {gap:,} parameters")
+print(f"resnest101e: {counted['ResNeSt-101'] + gap / 1e6:.2f} M with 10 classes, "
+      f"the report's ResNeSt-101: {counted['ResNeSt-101']:.2f} M")
 """),
     md("""
 ## Explore the variants
@@ -353,25 +371,31 @@ message instead.
 import html
 import ipywidgets as widgets
 
-family = widgets.ToggleButtons(options=["ResNeSt", "ResNet"], value="ResNeSt", description="family")
+family = widgets.ToggleButtons(options=["ResNeSt", "ResNet"], value="ResNeSt",
+                               description="family")
 depth = widgets.Dropdown(options=[14, 26, 32, 50, 101], value=14, description="depth")
-radix = widgets.IntSlider(value=2, min=0, max=4, description="radix R", continuous_update=False)
-cardinality = widgets.IntSlider(value=1, min=1, max=8, description="K", continuous_update=False)
-width = widgets.IntSlider(value=64, min=8, max=128, step=8, description="width", continuous_update=False)
+radix = widgets.IntSlider(value=2, min=0, max=4, description="radix R",
+                          continuous_update=False)
+cardinality = widgets.IntSlider(value=1, min=1, max=8, description="K",
+                                continuous_update=False)
+width = widgets.IntSlider(value=64, min=8, max=128, step=8, description="width",
+                          continuous_update=False)
 result = widgets.HTML()
 
 
 def show(_=None):
-    name = f"{family.value}-{depth.value}-{radix.value}s{cardinality.value}x{width.value}d"
+    name = (f"{family.value}-{depth.value}-"
+            f"{radix.value}s{cardinality.value}x{width.value}d")
     try:
         model = on_meta(name)
     except ValueError as err:               # course_lib says which constraint broke
-        result.value = (f"<p><b>{name}</b></p><p style='color:#b00020'><b>ValueError:</b> "
-                        f"{html.escape(str(err))}</p>")
+        result.value = (f"<p><b>{name}</b></p><p style='color:#b00020'>"
+                        f"<b>ValueError:</b> {html.escape(str(err))}</p>")
         return
     stages = {part: count_params(getattr(model, part)) for part in
               ("conv1", "layer1", "layer2", "layer3", "layer4", "fc")}
-    rows = "".join(f"<tr><td>{part}</td><td style='text-align:right'>{p / 1e6:.3f} M</td></tr>"
+    rows = "".join(f"<tr><td>{part}</td>"
+                   f"<td style='text-align:right'>{p / 1e6:.3f} M</td></tr>"
                    for part, p in stages.items())
     result.value = (
         f"<p><b>{name}</b>: layers {parse_name(name).layers}<br>"
@@ -384,7 +408,8 @@ def show(_=None):
 for w in (family, depth, radix, cardinality, width):
     w.observe(show, "value")
 show()
-widgets.VBox([widgets.HBox([family, depth]), widgets.HBox([radix, cardinality, width]), result])
+widgets.VBox([widgets.HBox([family, depth]),
+              widgets.HBox([radix, cardinality, width]), result])
 """),
     md("""
 Try `ResNeSt-14` with radix 3: the first stage's 64 channels cannot be cut into
@@ -416,16 +441,19 @@ with torch.no_grad():
             m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
 
 ours = create_model("resnest14d")
-print("load_state_dict(strict=True):", ours.load_state_dict(reference.state_dict(), strict=True))
+loaded = ours.load_state_dict(reference.state_dict(), strict=True)
+print("load_state_dict(strict=True):", loaded)
 reference.eval()
 ours.eval()
 for size in (32, 224):
     x = torch.randn(2, 3, size, size, generator=g)
     with torch.no_grad():
         a, b = reference(x), ours(x)
-    print(f"{size}x{size}: logits {tuple(a.shape)}, largest |logit| {a.abs().max():.3f}, "
-          f"max |timm - course_lib| = {(a - b).abs().max():.0e}, same top class: "
-          f"{bool((a.argmax(1) == b.argmax(1)).all())}")
+    same_class = bool((a.argmax(1) == b.argmax(1)).all())
+    print(f"{size}x{size}: logits {tuple(a.shape)}, "
+          f"largest |logit| {a.abs().max():.3f}")
+    print(f"  max |timm - course_lib| = {(a - b).abs().max():.0e}, "
+          f"same top class: {same_class}")
 """),
     md("""
 The largest difference is a few units in the seventh significant digit, float32
@@ -463,8 +491,9 @@ ceil_pool = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)
 for n in range(2, 10):
     x = torch.zeros(1, 1, n, n)
     sizes = [p(x).shape[-1] for p in (main, ceil_pool, floor_pool)]
-    note = "" if sizes[0] == sizes[2] else "  <- shapes differ without ceil_mode: the addition fails"
-    print(f"n = {n}: avd {sizes[0]}, shortcut with ceil_mode {sizes[1]}, without {sizes[2]}{note}")
+    note = "" if sizes[0] == sizes[2] else "  <- the addition fails"
+    print(f"n = {n}: avd {sizes[0]}, shortcut with ceil_mode {sizes[1]}, "
+          f"without {sizes[2]}{note}")
 """, tags=["hide-input"]),
     md("""
 **Exercise 2 (where the attention's parameters are).** In a ResNeSt-50 with 10
@@ -476,11 +505,15 @@ Use `named_parameters` on a model built on the meta device.
 # Solution to exercise 2
 model = on_meta("ResNeSt-50")
 total = count_params(model)
-attention = sum(p.numel() for n, p in model.named_parameters()
-                if ".conv2." in n and n.split(".conv2.")[1].startswith(("fc1", "bn1", "fc2")))
-splits = sum(p.numel() for n, p in model.named_parameters() if n.endswith("conv2.conv.weight"))
-print(f"total {total / 1e6:.2f} M: attention MLPs {attention / 1e6:.2f} M ({attention / total:.1%}), "
-      f"split convolutions {splits / 1e6:.2f} M ({splits / total:.1%})")
+attention = splits = 0
+for name, p in model.named_parameters():
+    if any(f".conv2.{part}." in name for part in ("fc1", "bn1", "fc2")):
+        attention += p.numel()
+    elif name.endswith(".conv2.conv.weight"):
+        splits += p.numel()
+print(f"total {total / 1e6:.2f} M")
+print(f"attention MLPs     {attention / 1e6:5.2f} M ({attention / total:.1%})")
+print(f"split convolutions {splits / 1e6:5.2f} M ({splits / total:.1%})")
 """, tags=["hide-input"]),
     md("""
 **Exercise 3 (a ResNeSt with mixed kernels).** Chapter 4's `MixedKernelSplitAttn`
@@ -491,13 +524,14 @@ one has exactly the parameters of the plain ResNeSt-14, and say why).
 """),
     code("""
 # Solution to exercise 3
-for label, options in [("ResNeSt-14", {}), ("kernel_sizes=(3, 5)", dict(kernel_sizes=(3, 5))),
+for label, options in [("ResNeSt-14", {}),
+                       ("kernel_sizes=(3, 5)", dict(kernel_sizes=(3, 5))),
                        ("kernel_sizes=(3, 3)", dict(kernel_sizes=(3, 3)))]:
     model = on_meta("ResNeSt-14", **options)
     print(f"{label:20s} {count_params(model) / 1e6:6.3f} M parameters, "
           f"{count_macs(model, (3, 32, 32)) / 1e6:6.1f} M MACs")
-# (3, 3) is the plain block with its one grouped convolution cut into R per-split convolutions:
-# the same weights, only stored in two tensors instead of one.
+# (3, 3) is the plain block with its grouped convolution cut into R per-split
+# convolutions: the same weights, stored in two tensors instead of one.
 """, tags=["hide-input"]),
 ])
 execute(PATH)
