@@ -201,8 +201,9 @@ ax.grid(alpha=0.3)
 fig.tight_layout()
 """),
     md("""
-A training accuracy far above the validation accuracy is the overfitting the
-report describes; with augmentation the two curves stay closer.
+A training curve that climbs far above its validation curve is the overfitting
+the report describes. Compare how far apart each recipe's two curves end, and
+which validation curve ends higher.
 
 ## Exercises
 

@@ -162,9 +162,10 @@ fig.tight_layout()
 ## Reading the result
 
 The report concluded that ResNeSt-50 is the better feature extractor. Two
-cautions apply to its figures, and to ours. First, one run per network: the
-previous chapters show that seeds move accuracy by a good fraction of a point on
-CIFAR-10, and Hotdog's test set has only 800 photos, so one photo is 0.125 points.
+cautions apply to its figures, and to ours. First, one run per network:
+chapter 6 measures how far the seed alone moves accuracy, and D2L's Hotdog test
+set has only 800 photos (hotdog64's has 400), so one photo is worth 0.125 points
+(0.25 on hotdog64).
 Second, the two ImageNet checkpoints that `create_model(..., pretrained=True)`
 loads were not trained alike: the ResNeSt-50 weights were released by the ResNeSt
 authors, trained with their long recipe and strong augmentation, while the
