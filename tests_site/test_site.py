@@ -26,7 +26,8 @@ def test_numbering(visit, page):
         expected = chapter_number(page.docname)
         if expected:
             assert number.rstrip(". ") == str(expected), \
-                f"{page}: the sidebar numbers it {number!r} but its file says chapter {expected}"
+                (f"{page}: the sidebar numbers it {number!r} but its file says chapter {expected} "
+                 f"(are chapters before it missing from _toc.yml, or out of order?)")
         entry = [text for href, text in dom["sidebar"] if href in ("#", "")]
         assert entry and entry[0].startswith(number.strip()), f"{page}: sidebar entry {entry} lacks {number!r}"
     else:
@@ -88,8 +89,9 @@ def test_search_works_offline(browser, server):
     v = Visit(PAGES[0], server.base + "search.html?q=CIFAR")
     tab = open_page(browser, v.url, v)
     try:
-        tab.wait_for_function("() => document.querySelectorAll('#search-results li').length > 0",
-                              timeout=15_000)
+        # Sphinx lists hits one by one, then writes "Search finished, found N page(s)".
+        tab.wait_for_function("() => /finished/i.test((document.querySelector('#search-results')"
+                              " || {}).textContent || '')", timeout=30_000)
         hits = tab.eval_on_selector_all("#search-results li a", "as => as.map(a => a.getAttribute('href'))")
     finally:
         tab.close()
