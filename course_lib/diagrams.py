@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
-__all__ = ["Box", "canvas", "box", "node", "arrow", "elbow", "COLORS",
+__all__ = ["Box", "canvas", "box", "node", "arrow", "elbow", "figure_png", "COLORS",
            "draw_grouped_conv", "draw_resnext_forms", "draw_se", "draw_sk"]
 
 # One colour per kind of layer, used by every diagram of the book.
@@ -115,6 +115,19 @@ def elbow(ax, points, label: str | None = None, fontsize: float = 8, color: str 
         mx, my = (xs[seg] + xs[seg + 1]) / 2, (ys[seg] + ys[seg + 1]) / 2
         ax.text(mx + 0.1, my, label, ha="left", va="center", fontsize=fontsize, color="#555555",
                 family="monospace")
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes, then closed: the value of an ``ipywidgets.Image``.
+
+    Widgets that redraw a figure this way need no Output widget, so a notebook run
+    by nbclient or nbval stores their first picture in the widget state.
+    """
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def _finish(fig, ax_given):

@@ -36,3 +36,10 @@ def test_bad_groups_raise():
         diagrams.draw_grouped_conv(in_channels=10, groups=4)
     with pytest.raises(ValueError, match="cardinality"):
         diagrams.draw_resnext_forms(bottleneck=10, cardinality=4)
+
+
+def test_figure_png_closes_the_figure():
+    fig = diagrams.draw_se()
+    png = diagrams.figure_png(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
