@@ -1,4 +1,6 @@
 """Source of chapters/04_split_attention.ipynb."""
+import nbformat
+
 from tools.nb import code, execute, md, setup_cell, write
 
 PATH = "chapters/04_split_attention.ipynb"
@@ -383,9 +385,9 @@ comparison for a training step as well.
 
 Choose the cardinality $K$, the radix $R$ and the width $C$. The explorer builds
 the radix-major block, counts its parameters and its multiply-adds on one
-$C \\times 16 \\times 16$ map (`count_macs`), times a batch of 16 such maps, and
-redraws the diagram. A width that $G = K R$ does not divide is refused by
-course_lib with a message saying which constraint broke.
+$C \\times 16 \\times 16$ map (`count_macs`), times a batch of 16 such maps on one
+thread, and redraws the diagram. A width that $G = K R$ does not divide is refused
+by course_lib with a message saying which constraint broke.
 
 *""" + WIDGET_NOTE + """*
 """),
@@ -425,15 +427,18 @@ def update(_=None):
         picture.layout.display = "none"
         return
     macs = count_macs(block, input_size=(C, 16, 16))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                 # steadier on a shared machine
     speed = measure_latency(block, batch_size=16, input_size=(C, 16, 16),
                             warmup=1, repeats=5)
+    torch.set_num_threads(threads)
     report.value = (
         f"<p>G = K&middot;R = {K * R} featuremap groups, "
         f"hidden width d = {block.attn_channels}<br>"
         f"parameters: <b>{count_params(block):,}</b> &nbsp; "
         f"multiply-adds per {C}x16x16 map: <b>{macs / 1e6:.2f} M</b> &nbsp; "
         f"latency: <b>{speed['ms_per_batch']:.2f} ms</b> per batch of 16 "
-        "(this machine, now)</p>")
+        "(one thread, this machine, now)</p>")
     fig = diagrams.draw_split_attention(K, R, channels=C, height=16, width=16)
     picture.value = figure_png(fig)
     picture.layout.display = None
@@ -442,7 +447,9 @@ def update(_=None):
 for s in (k_slider, r_slider, c_slider):
     s.observe(update, "value")
 update()
-widgets.VBox([widgets.HBox([k_slider, r_slider, c_slider]), report, picture])
+sliders = widgets.HBox([k_slider, r_slider, c_slider],
+                       layout=widgets.Layout(flex_flow="row wrap"))
+widgets.VBox([sliders, report, picture])
 """),
     md("""
 A few things to try: at fixed $C$ and $K$, raise $R$ and watch the parameters. The
@@ -585,4 +592,8 @@ print(f"R = 1 (sigmoid): gates between {g.min():.3f} and {g.max():.3f}, "
       "each on its own")
 """, tags=["hide-input"]),
 ])
+# One output box per cell on the site, however the kernel happened to flush stdout.
+notebook = nbformat.read(PATH, as_version=4)
+notebook.metadata["mystnb"] = {"merge_streams": True}
+nbformat.write(notebook, PATH)
 execute(PATH)

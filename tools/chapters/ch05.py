@@ -1,4 +1,6 @@
 """Source of chapters/05_assembling_resnest.ipynb."""
+import nbformat
+
 from tools.nb import code, execute, md, setup_cell, write
 
 PATH = "chapters/05_assembling_resnest.ipynb"
@@ -408,8 +410,9 @@ def show(_=None):
 for w in (family, depth, radix, cardinality, width):
     w.observe(show, "value")
 show()
-widgets.VBox([widgets.HBox([family, depth]),
-              widgets.HBox([radix, cardinality, width]), result])
+wrap = widgets.Layout(flex_flow="row wrap")
+widgets.VBox([widgets.HBox([family, depth], layout=wrap),
+              widgets.HBox([radix, cardinality, width], layout=wrap), result])
 """),
     md("""
 Try `ResNeSt-14` with radix 3: the first stage's 64 channels cannot be cut into
@@ -534,4 +537,8 @@ for label, options in [("ResNeSt-14", {}),
 # convolutions: the same weights, stored in two tensors instead of one.
 """, tags=["hide-input"]),
 ])
+# One output box per cell on the site, however the kernel happened to flush stdout.
+notebook = nbformat.read(PATH, as_version=4)
+notebook.metadata["mystnb"] = {"merge_streams": True}
+nbformat.write(notebook, PATH)
 execute(PATH)
