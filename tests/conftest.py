@@ -19,4 +19,5 @@ def real_data_root():
     root = _real_root()
     if root is None:
         pytest.skip("no real data sets here: set COURSE_DATA")
+    os.environ.setdefault("COURSE_DATA", str(root))  # notebooks run by the tests read it too
     return root
