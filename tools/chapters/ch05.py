@@ -314,8 +314,9 @@ Every count agrees with the report to the precision it prints (the report seems
 to cut `ResNet-14-0s1x64d`'s 8.036 M to 8.03 rather than round it). Two rows need
 a word.
 
-**ResNeSt-32 is not a standard depth.** ResNeSt was published with depths 50,
-101, 200 and 269, and timm adds 14 and 26; none has 32 layers. By the depth
+**ResNeSt-32 is not a standard depth.** The ResNeSt paper reports depths 50,
+101, 200 and 269, and the authors' GluonCV models (the source of timm's
+`resnest14d` and `resnest26d` weights) add 14 and 26; none has 32 layers. By the depth
 formula, 32 layers means 10 bottlenecks, and the report does not say how it split
 them over the four stages. course_lib's `parse_name` picks `(2, 3, 3, 2)`, and the
 reason is the parameter count itself: every split of 10 blocks into four stages
