@@ -67,10 +67,15 @@ print(ex.setting(runs, PROFILE, "06"))
   45,000 and 20. Accuracies are therefore lower than the report's, and the
   comparison that matters is between variants, run by run, not against the
   report's column.
-- **Cost.** Parameters are counted with 10 classes. Latency is the median time of
-  one inference batch divided by the batch size, after warm-up batches;
-  throughput is its inverse. The report measured on a T4 GPU; the numbers here
-  come from a CPU shared with other work, so only their ratios mean something.
+- **Cost.** Parameters are counted with 10 classes. Latency is the time of one
+  inference batch of 64 images divided by 64 (median over repeats, after warm-up
+  batches); throughput is its inverse. The report measured elapsed time on a T4
+  GPU. This book's CPU is shared with other work, which inflates elapsed time by
+  a factor that changes from one second to the next, so here latency is the
+  *CPU time* of the process on one thread, with the seven networks measured
+  together in rotating order (`course_lib.bench.compare`). Throughput is then
+  images per second on one core. Compare rankings and ratios with the report's,
+  not absolute numbers.
 """),
     code("""
 table = ex.summary(runs, latency, ex.REPORT_TABLE1)
@@ -81,7 +86,8 @@ print(ex.missing_text(runs[runs.group == "table"], PROFILE, "06"))
 lat = next(iter(latency.values()), {}).get("latency") if latency else None
 if lat:
     print(f"Latency: batch of {lat['batch_size']} images of 32x32, median of {lat['repeats']} batches "
-          f"after {lat['warmup']} warm-up batches, {lat['device']}, {lat['precision']}.")
+          f"after {lat['warmup']} warm-up batches, {lat['device']}, {lat['precision']}, "
+          f"{lat.get('clock', 'elapsed time')}.")
 else:
     print("Latency: not measured yet; python -m course_lib.experiments latency --profile", PROFILE, "--chapter 06")
 """),

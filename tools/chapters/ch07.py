@@ -71,15 +71,17 @@ print(ex.missing_text(runs, PROFILE, "07"))
 lat = next(iter(latency.values()), {}).get("latency") if latency else None
 if lat:
     print(f"Latency: batch of {lat['batch_size']} images of 32x32, median of {lat['repeats']} batches "
-          f"after {lat['warmup']} warm-up batches, {lat['device']}, {lat['precision']}.")
+          f"after {lat['warmup']} warm-up batches, {lat['device']}, {lat['precision']}, "
+          f"{lat.get('clock', 'elapsed time')}.")
 else:
     print("Latency: not measured yet; python -m course_lib.experiments latency --profile", PROFILE, "--chapter 07")
 """),
     md("""
 ## Accuracy against latency
 
-Left, this book's runs: latency on this machine's CPU, accuracy after the
-profile's short training. Right, the report's Table II: latency on a T4 GPU,
+Left, this book's runs: latency as CPU time per image on one thread of this
+machine's CPU (all ten networks measured together in rotating order, batch 64;
+see chapter 6 for why CPU time), accuracy after the profile's short training. Right, the report's Table II: latency on a T4 GPU,
 accuracy after 20 epochs on all of CIFAR-10. The two latency axes are different
 hardware and cannot be compared in absolute terms; compare the *order* of the
 networks along each axis.
@@ -109,7 +111,7 @@ left.set_title(f"This book ('{PROFILE}' profile): {where}" if shown else
 if not shown:
     left.text(0.5, 0.5, "nothing to plot yet", ha="center", transform=left.transAxes)
 right.set_title("Report, Table II: CIFAR-10, 50,000 images, 20 epochs, one run\\nT4 GPU", fontsize=8)
-left.set_xlabel("latency (ms per image, CPU)")
+left.set_xlabel("latency (ms of CPU time per image, 1 thread)")
 right.set_xlabel("latency (ms per image, T4 GPU)")
 for ax in (left, right):
     ax.set_ylabel("test accuracy (%)")
