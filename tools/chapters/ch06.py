@@ -145,7 +145,8 @@ where = (f"CIFAR-10, {int(first.train_images):,} training images, {first.epochs}
 ax.set_title(f"Table I variants: {where}", fontsize=9)
 ax.legend(fontsize=7, loc="lower right")
 ax.grid(alpha=0.3)
-fig.tight_layout()
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '06')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     md("""
 ## One row at the report's scale
@@ -204,7 +205,8 @@ if drawn:
 else:
     ax.text(0.5, 0.5, "no full-scale run finished yet", ha="center", transform=ax.transAxes)
 ax.grid(alpha=0.3)
-fig.tight_layout()
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '06')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     md("""
 A training curve that climbs far above its validation curve is the overfitting

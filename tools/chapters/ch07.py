@@ -119,7 +119,8 @@ for ax in (left, right):
 for k, c in colors.items():
     right.scatter([], [], color=c, label=k)
 right.legend(fontsize=8, loc="lower left")
-fig.tight_layout()
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '07')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     code("""
 if len(done) >= 2 and latency:

@@ -133,7 +133,8 @@ right.set_yticks(range(len(rep)), [f"{k} (ImageNet)" for k in rep], fontsize=8)
 right.set_xlim(0, 1.1)
 right.set_xlabel("test accuracy")
 right.set_title("Report: D2L's Hotdog, ImageNet weights,\\n5 epochs, one run, T4 GPU", fontsize=8)
-fig.tight_layout()
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '08')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     code("""
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -156,7 +157,8 @@ if drawn:
 else:
     ax.text(0.5, 0.5, "no fine-tuning run finished yet", ha="center", transform=ax.transAxes)
 ax.grid(alpha=0.3)
-fig.tight_layout()
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '08')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     md("""
 ## Reading the result
