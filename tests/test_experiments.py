@@ -143,7 +143,9 @@ def test_smoke_chapter_runs_through_papermill(tmp_path, monkeypatch, real_data_r
     executed = nbformat.read(outcome["notebook"], as_version=4)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "7 of 7 runs finished" in text
-    # a second pass reuses every record: nothing is trained again
-    rows = ex.collect("06", "smoke", results)
-    assert (rows.status == "finished").all()
+    # a second pass reuses every record and the latencies: nothing is trained or measured again
+    log = (results / "LOG.md").read_text()
+    again = ex.train("smoke", "06", results)
+    assert len(again) == 8 and (results / "LOG.md").read_text() == log
+    assert (ex.collect("06", "smoke", results).status == "finished").all()
     assert ex.missing("06", "smoke", results) == []
