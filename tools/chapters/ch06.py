@@ -136,7 +136,7 @@ for i, name in enumerate(order):
         ax.errorbar(i + 0.12, acc.mean(), yerr=acc.std() if len(acc) > 1 else 0, fmt="s", color="C0",
                     capsize=3, label="this book, mean ± std" if i == 0 else None)
     ax.scatter(i - 0.12, ex.REPORT_TABLE1[name][3], marker="x", color="C3",
-               label="report (one run, 45k images, 20 epochs, T4)" if i == 0 else None)
+               label="report (one run, 50k images, 20 epochs, T4)" if i == 0 else None)
 ax.set_xticks(range(len(order)), [n.replace("-14-", "-14\\n") for n in order], fontsize=8)
 ax.set_ylabel("test accuracy (%)")
 first = done.iloc[0] if len(done) else None
