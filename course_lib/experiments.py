@@ -24,6 +24,7 @@ executed notebooks go to ``runs/notebooks/<profile>/`` (git-ignored).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -437,6 +438,21 @@ def measure_latencies(chapter: str, profile: str, directory=None, *, force: bool
     return table
 
 
+@contextlib.contextmanager
+def _run_lock(spec: Spec, profile: str):
+    """True while this process holds the run's lock file (flock: released when the process dies)."""
+    import fcntl
+    path = checkpoints_dir(profile) / f"{run_key(spec)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False) -> list[dict]:
     """Train every missing run of a profile in priority order (latencies first); returns the records."""
     directory = results_dir(profile, directory)
@@ -452,8 +468,12 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
         if rec and rec.get("status") == "finished":
             out.append(rec)
             continue
-        print(f"[{i}/{len(specs)}] {s.describe()}", flush=True)
-        out.append(train_one(s, profile, directory))
+        with _run_lock(s, profile) as mine:
+            if not mine:
+                print(f"[{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
+                continue
+            print(f"[{i}/{len(specs)}] {s.describe()}", flush=True)
+            out.append(train_one(s, profile, directory))
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
     for ch in ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
         measure_latencies(ch, profile, directory)

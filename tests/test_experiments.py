@@ -149,3 +149,16 @@ def test_smoke_chapter_runs_through_papermill(tmp_path, monkeypatch, real_data_r
     assert len(again) == 8 and (results / "LOG.md").read_text() == log
     assert (ex.collect("06", "smoke", results).status == "finished").all()
     assert ex.missing("06", "smoke", results) == []
+
+
+def test_a_run_being_trained_elsewhere_is_skipped(tmp_path, monkeypatch, capsys):
+    import fcntl
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    spec = ex.all_specs("smoke", "06")[0]
+    with ex._run_lock(spec, "smoke") as mine:
+        assert mine
+        with open(ex.checkpoints_dir("smoke") / f"{ex.run_key(spec)}.lock", "w") as other:
+            with pytest.raises(BlockingIOError):  # a second process could not take it
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with ex._run_lock(spec, "smoke") as mine:   # released
+        assert mine
