@@ -2,7 +2,8 @@
 from tools.nb import code, execute, md, setup_cell, write
 
 PATH = "chapters/01_grouped_convolutions.ipynb"
-WIDGET_NOTE = "*Move the sliders in a live kernel (Colab or local); the static page shows the initial state.*"
+WIDGET_NOTE = ("*Move the sliders in a live kernel (Colab or local); "
+               "the static page shows the initial state.*")
 
 write(PATH, [
     md("""
@@ -83,7 +84,7 @@ side by side. The picture below draws every pair (input channel, output channel)
 that shares a weight, for a dense convolution ($g = 1$) and for $g = 4$.
 """),
     code("""
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.9))
+fig, axes = plt.subplots(2, 1, figsize=(8, 8.4))
 diagrams.draw_grouped_conv(16, 16, groups=1, ax=axes[0])
 diagrams.draw_grouped_conv(16, 16, groups=4, ax=axes[1])
 axes[0].set_title("dense convolution, g = 1")
@@ -126,13 +127,20 @@ with PyTorch's FLOP counter). The two must agree.
     code("""
 n, size = 256, 8
 group_counts = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-layers = {g: nn.Conv2d(n, n, 3, padding=1, groups=g, bias=False) for g in group_counts}
+layers = {g: nn.Conv2d(n, n, 3, padding=1, groups=g, bias=False)
+          for g in group_counts}
 
-print(f"{'g':>4} {'params':>9} {'by formula':>10} {'MACs':>11} {'by formula':>11} {'saving':>7}")
+lines = [f"{'g':>4} {'params':>9} {'formula':>9} {'MACs':>11} {'formula':>11}"
+         f" {'saving':>7}"]
 for g, layer in layers.items():
-    params, macs = cost.count_params(layer), cost.count_macs(layer, input_size=(n, size, size))
-    f_params, f_macs = cost.conv_params(n, n, 3, g), cost.conv_macs(n, n, size, size, 3, g)
-    print(f"{g:>4} {params:>9,} {f_params:>10,} {macs:>11,} {f_macs:>11,} {layers[1].weight.numel() / params:>6.0f}x")
+    params = cost.count_params(layer)
+    macs = cost.count_macs(layer, input_size=(n, size, size))
+    f_params = cost.conv_params(n, n, 3, g)
+    f_macs = cost.conv_macs(n, n, size, size, 3, g)
+    saving = layers[1].weight.numel() / params
+    row = f"{g:>4} {params:>9,} {f_params:>9,} {macs:>11,} {f_macs:>11,}"
+    lines.append(f"{row} {saving:>6.0f}x")
+print("\\n".join(lines))
 """),
     md("""
 The last line, $g = n_i = n_o$, is a *depthwise* convolution: every channel is
@@ -147,33 +155,40 @@ what the layer itself costs; the median would mostly measure the neighbours.)
 """),
     code("""
 # NBVAL_IGNORE_OUTPUT
-# Timings depend on the machine and on what else runs on it: this output is not checked.
+# Timings depend on the machine and on what else runs on it: not checked.
 def fastest_ms_per_image(layer, input_size, batch_size=16, repeats=15):
-    \"\"\"The fastest of `repeats` timed forward passes on one thread, in ms per image.\"\"\"
+    \"\"\"The fastest of `repeats` timed passes on one thread, ms per image.\"\"\"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        record = measure_latency(layer, batch_size=batch_size, input_size=input_size, warmup=2,
+        record = measure_latency(layer, batch_size=batch_size,
+                                 input_size=input_size, warmup=2,
                                  repeats=repeats, device="cpu")
     finally:
         torch.set_num_threads(threads)
     return min(record["times_ms"]) / batch_size
 
 
-timings = {g: fastest_ms_per_image(layer, (n, size, size)) for g, layer in layers.items()}
+timings = {g: fastest_ms_per_image(layer, (n, size, size))
+           for g, layer in layers.items()}
 macs = {g: cost.conv_macs(n, n, size, size, 3, g) for g in group_counts}
 
 fig, ax = plt.subplots(figsize=(6.4, 4))
-ax.loglog(group_counts, [macs[g] / macs[1] for g in group_counts], "o-", label="multiply-adds (1/g)")
-ax.loglog(group_counts, [timings[g] / timings[1] for g in group_counts], "s-", label="measured time")
+ax.loglog(group_counts, [macs[g] / macs[1] for g in group_counts], "o-",
+          label="multiply-adds (1/g)")
+ax.loglog(group_counts, [timings[g] / timings[1] for g in group_counts], "s-",
+          label="measured time")
 ax.set_xscale("log", base=2)
+ax.set_xticks(group_counts, [str(g) for g in group_counts])
 ax.set_xlabel("groups g")
 ax.set_ylabel("relative to the dense convolution (g = 1)")
-ax.set_title(f"3x3 conv, {n} -> {n} channels, {size}x{size} map, batch 16, CPU")
+ax.set_title(f"3x3 conv, {n} -> {n} channels, {size}x{size} map, "
+             "batch 16, one CPU thread", fontsize=10)
 ax.legend()
 ax.grid(True, which="both", alpha=0.3)
 for g in group_counts:
-    print(f"g = {g:>3}: {timings[g]:.3f} ms per image, {timings[1] / timings[g]:5.1f}x faster than g = 1")
+    print(f"g = {g:>3}: {timings[g]:.3f} ms per image, "
+          f"speed-up {timings[1] / timings[g]:5.1f}x")
 """),
     md("""
 On the CPU that built this page, the time followed the multiply-adds for the
@@ -208,22 +223,25 @@ ResNeXt's "32x4d" bottleneck ($b = 128$, $g = K = 32$, so 4 channels per path):
 """),
     code("""
 def block_weights(c, b=None, g=1):
-    \"\"\"Convolution weights of a block with c channels: two plain 3x3s (b=None) or a bottleneck.\"\"\"
+    \"\"\"Conv weights of a block: two plain 3x3s (b=None) or a bottleneck.\"\"\"
     if b is None:
         return 2 * cost.conv_params(c, c, 3)
-    return cost.conv_params(c, b, 1) + cost.conv_params(b, b, 3, g) + cost.conv_params(b, c, 1)
+    return (cost.conv_params(c, b, 1) + cost.conv_params(b, b, 3, g)
+            + cost.conv_params(b, c, 1))
 
 
 def conv_weights(module):
-    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d))
+    return sum(m.weight.numel() for m in module.modules()
+               if isinstance(m, nn.Conv2d))
 
 
 c = 256
 resnext = grouped.ResNeXtBlock(c, bottleneck=128, cardinality=32)
-print(f"two plain 3x3 convolutions, c = 256:     {block_weights(c):>9,} weights")
-print(f"ResNet bottleneck, b = 64:               {block_weights(c, 64):>9,} weights")
-print(f"ResNeXt 32x4d bottleneck, b = 128, g = 32: {block_weights(c, 128, 32):>7,} weights")
-print(f"  counted on course_lib's ResNeXtBlock:  {conv_weights(resnext):>9,} weights")
+rows = {"two plain 3x3 convolutions": block_weights(c),
+        "ResNet bottleneck, b = 64": block_weights(c, 64),
+        "ResNeXt 32x4d, b = 128, g = 32": block_weights(c, 128, 32),
+        "  counted on the ResNeXtBlock": conv_weights(resnext)}
+print("\\n".join(f"{name:<31} {w:>9,} weights" for name, w in rows.items()))
 """),
     md("""
 The bottleneck cuts the block's cost by a factor of about 17. Grouping then pays for
@@ -265,7 +283,7 @@ torch.manual_seed(0)
 
 @torch.no_grad()
 def randomize_batch_norm(model):
-    \"\"\"Random affine parameters and running statistics for every BN layer.\"\"\"
+    \"\"\"Random affine parameters and running statistics for every BN.\"\"\"
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.weight.uniform_(0.5, 1.5)
@@ -282,9 +300,11 @@ branch_form.eval(), grouped_form.eval()
 x = torch.randn(4, 64, 16, 16)
 with torch.no_grad():
     difference = (branch_form(x) - grouped_form(x)).abs().max().item()
-print(f"parameters: branch form {cost.count_params(branch_form):,}, grouped form {cost.count_params(grouped_form):,}")
-print(f"MACs per 16x16 image: branch form {cost.count_macs(branch_form, (64, 16, 16)):,}, "
-      f"grouped form {cost.count_macs(grouped_form, (64, 16, 16)):,}")
+forms = {"branch form": branch_form, "grouped form": grouped_form}
+print("\\n".join(
+    f"{name:<13} {cost.count_params(m):>6,} parameters, "
+    f"{cost.count_macs(m, (64, 16, 16)):,} MACs per 16x16 image"
+    for name, m in forms.items()))
 print(f"max |difference| of the outputs: {difference:.5f}")
 print("equal up to float32 rounding:", difference < 1e-4)
 """),
@@ -310,12 +330,12 @@ g, channels = 4, 16
 conv = nn.Conv2d(channels, channels, 3, padding=1, groups=g, bias=False)
 x = torch.randn(1, channels, 8, 8)
 x_changed = x.clone()
-x_changed[:, : channels // g] += torch.randn(1, channels // g, 8, 8)   # perturb group 0 only
+x_changed[:, : channels // g] += torch.randn(1, channels // g, 8, 8)  # group 0
 
 with torch.no_grad():
-    change = (conv(x_changed) - conv(x)).abs()                            # (1, 16, 8, 8)
-for j, part in enumerate(change.chunk(g, dim=1)):
-    print(f"output group {j}: largest change {part.max().item():.3f}")
+    change = (conv(x_changed) - conv(x)).abs()                 # (1, 16, 8, 8)
+print("\\n".join(f"output group {j}: largest change {part.max().item():.3f}"
+                for j, part in enumerate(change.chunk(g, dim=1))))
 """),
     md("""
 The Jacobian gives the whole picture at once. For a layer $f$ mapping channels to
@@ -329,12 +349,13 @@ grouped $3 \\times 3$, and the residual branch of a ResNeXt block
     code("""
 def dependency(f, x):
     \"\"\"D[o, i] = sum over positions of |d f(x)[o] / d x[i]|: (C_out, C_in).\"\"\"
-    jac = torch.autograd.functional.jacobian(f, x)      # (1, C_out, H, W, 1, C_in, H, W)
+    jac = torch.autograd.functional.jacobian(f, x)  # (1,C_o,H,W, 1,C_i,H,W)
     return jac.abs().sum(dim=(0, 2, 3, 4, 6, 7))
 
 
 torch.manual_seed(0)
-block = grouped.ResNeXtBlock(channels, bottleneck=channels, cardinality=g).eval()
+block = grouped.ResNeXtBlock(channels, bottleneck=channels, cardinality=g)
+block.eval()
 randomize_batch_norm(block)
 pointwise = nn.Conv2d(channels, channels, 1, bias=False)
 
@@ -352,14 +373,17 @@ layers_to_probe = {
 }
 x = torch.randn(1, channels, 6, 6)
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+lines = []
 for ax, (name, f) in zip(axes, layers_to_probe.items()):
     d = dependency(f, x)
-    print(f"{name:<24} zero entries: {(d == 0).float().mean().item():.2f}")
+    zeros = (d == 0).float().mean().item()
+    lines.append(f"{name:<24} zero entries: {zeros:.2f}")
     ax.imshow((d > 0).float(), cmap="Greys", vmin=0, vmax=1.4)
     ax.set_title(name)
     ax.set_xlabel("input channel i")
     ax.set_ylabel("output channel o")
-fig.suptitle("Which output channels depend on which input channels (dark: D[o, i] > 0)")
+print("\\n".join(lines))
+fig.suptitle("Which outputs depend on which inputs (dark: D[o, i] > 0)")
 fig.tight_layout()
 """),
     md("""
@@ -388,31 +412,41 @@ $16 \\times 16$ map, and times the layer on this machine (batch 8, fastest of 5,
     code("""
 import ipywidgets as widgets
 
-channels_w = widgets.SelectionSlider(options=[16, 32, 64, 128, 256], value=64, description="channels")
-groups_w = widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=4, description="groups g")
-kernel_w = widgets.SelectionSlider(options=[1, 3, 5, 7], value=3, description="kernel k")
+channels_w = widgets.SelectionSlider(options=[16, 32, 64, 128, 256], value=64,
+                                     description="channels")
+groups_w = widgets.SelectionSlider(options=[1, 2, 4, 8, 16], value=4,
+                                   description="groups g")
+kernel_w = widgets.SelectionSlider(options=[1, 3, 5, 7], value=3,
+                                   description="kernel k")
 picture = widgets.Image(format="png", width=560)
 numbers = widgets.HTML()
 
 
 def update(_=None):
-    channels, groups, k, size = channels_w.value, groups_w.value, kernel_w.value, 16
-    layer = nn.Conv2d(channels, channels, k, padding=k // 2, groups=groups, bias=False)
+    channels, groups, k = channels_w.value, groups_w.value, kernel_w.value
+    size = 16
+    layer = nn.Conv2d(channels, channels, k, padding=k // 2, groups=groups,
+                      bias=False)
     params = cost.count_params(layer)
     macs = cost.count_macs(layer, input_size=(channels, size, size))
-    ms = fastest_ms_per_image(layer, (channels, size, size), batch_size=8, repeats=5)
+    ms = fastest_ms_per_image(layer, (channels, size, size), batch_size=8,
+                              repeats=5)
     dense = cost.conv_params(channels, channels, k)
     fig, ax = plt.subplots(figsize=(8, 4.4))
-    diagrams.draw_grouped_conv(channels, channels, groups, k, size, size, ax=ax)
+    diagrams.draw_grouped_conv(channels, channels, groups, k, size, size,
+                               ax=ax)
     picture.value = diagrams.figure_png(fig)
-    numbers.value = (f"<pre>parameters     {params:,}\\n(dense          {dense:,}: {dense / params:.0f}x more)\\n"
-                     f"multiply-adds  {macs:,} per image\\nmeasured       {ms:.3f} ms per image</pre>")
+    numbers.value = (
+        f"<pre>parameters     {params:,} (dense: {dense:,}, "
+        f"{dense / params:.0f}x more)\\n"
+        f"multiply-adds  {macs:,} per image\\n"
+        f"measured       {ms:.3f} ms per image</pre>")
 
 
 for w in (channels_w, groups_w, kernel_w):
     w.observe(update, "value")
 update()
-widgets.VBox([widgets.HBox([channels_w, groups_w, kernel_w]), widgets.HBox([picture, numbers])])
+widgets.VBox([channels_w, groups_w, kernel_w, picture, numbers])
 """),
     md("""
 ## Exercises
@@ -435,37 +469,43 @@ one.
 
 The solutions are folded away below; open one only after you have tried.
 """),
+    md("**Solution 1.1** (folded: click to show)"),
     code("""
 # Solution 1.1
 n_in, n_out, g, k, size = 128, 256, 8, 3, 14
-predicted_weights = n_out * (n_in // g) * k * k       # 256 * 16 * 9
-predicted_macs = predicted_weights * size * size      # one multiply-add per weight per output position
+predicted_weights = n_out * (n_in // g) * k * k      # 256 * 16 * 9
+predicted_macs = predicted_weights * size * size     # per output position
 layer = nn.Conv2d(n_in, n_out, k, padding=1, groups=g, bias=False)
 print(predicted_weights, cost.count_params(layer))
 print(predicted_macs, cost.count_macs(layer, input_size=(n_in, size, size)))
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 1.2** (folded: click to show)"),
     code("""
 # Solution 1.2
 n = 256
 depthwise = nn.Conv2d(n, n, 3, padding=1, groups=n, bias=False)
 separable = nn.Sequential(depthwise, nn.Conv2d(n, n, 1, bias=False))
-print(f"dense 3x3 {cost.conv_params(n, n, 3):,} weights, separable {cost.count_params(separable):,}")
+print(f"dense 3x3 {cost.conv_params(n, n, 3):,} weights, "
+      f"separable {cost.count_params(separable):,}")
 
-small = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), nn.Conv2d(16, 16, 1, bias=False))
+small = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
+                      nn.Conv2d(16, 16, 1, bias=False))
 x = torch.randn(1, 16, 5, 5)
-print("depthwise alone, zero entries:", (dependency(small[0], x) == 0).float().mean().item())
-print("depthwise + 1x1, zero entries:", (dependency(small, x) == 0).float().mean().item())
+for name, f in [("depthwise alone", small[0]), ("depthwise + 1x1", small)]:
+    print(f"{name}: zero entries {(dependency(f, x) == 0).float().mean():.4f}")
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 1.3** (folded: click to show)"),
     code("""
 # Solution 1.3
 torch.manual_seed(0)
-K, width, c = 4, 8, 32                                # K paths of b/K = 8 channels, b = 32
+K, width, c = 4, 8, 32                     # K paths of b/K = 8, b = 32
 paths = [torch.randn(2, width, 5, 5) for _ in range(K)]
 last = nn.Conv2d(K * width, c, 1, bias=False)
 on_concat = last(torch.cat(paths, dim=1))
-blocks = last.weight.split(width, dim=1)              # K column blocks of shape (c, b/K, 1, 1)
+blocks = last.weight.split(width, dim=1)   # K column blocks (c, b/K, 1, 1)
 summed = sum(F.conv2d(p, w) for p, w in zip(paths, blocks))
-print("concatenate then 1x1 == sum of per-path 1x1s:", torch.allclose(on_concat, summed, atol=1e-5))
+print("concatenate then 1x1 == sum of per-path 1x1s:",
+      torch.allclose(on_concat, summed, atol=1e-5))
 """, tags=["hide-input", "hide-output"]),
 ])
 execute(PATH)

@@ -2,7 +2,8 @@
 from tools.nb import code, execute, md, setup_cell, write
 
 PATH = "chapters/02_squeeze_excitation.ipynb"
-WIDGET_NOTE = "*Move the sliders in a live kernel (Colab or local); the static page shows the initial state.*"
+WIDGET_NOTE = ("*Move the sliders in a live kernel (Colab or local); "
+               "the static page shows the initial state.*")
 
 write(PATH, [
     md("""
@@ -35,7 +36,8 @@ from course_lib import cost, diagrams
 from course_lib.data import balanced_order
 from course_lib.device import seed_everything
 from course_lib.se import SqueezeExcite
-from course_lib.train import CIFAR10_MEAN, CIFAR10_STD, evaluate, get_recipe, load_data, normalize, train
+from course_lib.train import (CIFAR10_MEAN, CIFAR10_STD, get_recipe, load_data,
+                              normalize, train)
 """),
     md("""
 ## Squeeze, excite, scale
@@ -96,20 +98,22 @@ the three equations with plain matrix products.
     code("""
 torch.manual_seed(0)
 se = SqueezeExcite(channels=64, reduction=4)
-u = torch.randn(8, 64, 16, 16)                                      # U: (N, C, H, W)
+u = torch.randn(8, 64, 16, 16)                       # U: (N, C, H, W)
 
-s = u.mean(dim=(2, 3))                                              # squeeze: (N, C)
-W, b = se.fc1.weight.flatten(1), se.fc1.bias                        # (C/r, C), (C/r,)
-W_tilde, b_tilde = se.fc2.weight.flatten(1), se.fc2.bias            # (C, C/r), (C,)
-z = torch.relu(s @ W.T + b)                                         # (N, C/r)
-a = torch.sigmoid(z @ W_tilde.T + b_tilde)                          # (N, C)
-v = u * a[:, :, None, None]                                         # scale: (N, C, H, W)
+s = u.mean(dim=(2, 3))                               # squeeze: (N, C)
+W, b = se.fc1.weight.flatten(1), se.fc1.bias         # (C/r, C), (C/r,)
+W_tilde, b_tilde = se.fc2.weight.flatten(1), se.fc2.bias   # (C, C/r), (C,)
+z = torch.relu(s @ W.T + b)                          # (N, C/r)
+a = torch.sigmoid(z @ W_tilde.T + b_tilde)           # (N, C)
+v = u * a[:, :, None, None]                          # scale: (N, C, H, W)
 
 with torch.no_grad():
     out = se(u)
-print("shapes: s", tuple(s.shape), " z", tuple(z.shape), " a", tuple(a.shape), " V", tuple(v.shape))
+shapes = {"s": s, "z": z, "a": a, "V": v}
+print("shapes:", ", ".join(f"{k} {tuple(t.shape)}" for k, t in shapes.items()))
 print("by hand == SqueezeExcite:", torch.allclose(v, out, atol=1e-6))
-print("gates stored for plotting:", tuple(se.last_gate.shape), torch.allclose(se.last_gate, a, atol=1e-6))
+print("gates kept in se.last_gate:", tuple(se.last_gate.shape),
+      torch.allclose(se.last_gate, a, atol=1e-6))
 """),
     md("""
 ## What the reduction ratio costs
@@ -122,14 +126,20 @@ an $H \\times W$ map. SENet settled on $r = 16$ {cite}`hu2018senet`.
 """),
     code("""
 C, size = 256, 14
-conv_p, conv_m = cost.conv_params(C, C, 3), cost.conv_macs(C, C, size, size, 3)
-print(f"3x3 conv {C}->{C} on {size}x{size}: {conv_p:,} params, {conv_m:,} MACs")
-print(f"{'r':>3} {'hidden':>6} {'SE params':>10} {'formula':>8} {'SE MACs':>8} {'params vs conv':>15} {'MACs vs conv':>13}")
+conv_p = cost.conv_params(C, C, 3)
+conv_m = cost.conv_macs(C, C, size, size, 3)
+lines = [f"3x3 conv {C}->{C} on {size}x{size}: {conv_p:,} params, "
+         f"{conv_m:,} MACs",
+         f"{'r':>3} {'hidden':>6} {'SE params':>10} {'formula':>8}"
+         f" {'SE MACs':>8} {'params/conv':>12} {'MACs/conv':>10}"]
 for r in [1, 2, 4, 8, 16, 32]:
     block = SqueezeExcite(C, reduction=r)
-    p, m = cost.count_params(block), cost.count_macs(block, input_size=(C, size, size))
+    p = cost.count_params(block)
+    m = cost.count_macs(block, input_size=(C, size, size))
     formula = 2 * C * (C // r) + C // r + C
-    print(f"{r:>3} {C // r:>6} {p:>10,} {formula:>8,} {m:>8,} {p / conv_p:>14.1%} {m / conv_m:>12.2%}")
+    lines.append(f"{r:>3} {C // r:>6} {p:>10,} {formula:>8,} {m:>8,}"
+                 f" {p / conv_p:>12.1%} {m / conv_m:>10.2%}")
+print("\\n".join(lines))
 """),
     md("""
 The multiply-adds of SE are a rounding error next to the convolution's; only its
@@ -141,26 +151,31 @@ The explorer below lets you vary $C$ and $r$ and redraws the block with its shap
     code("""
 import ipywidgets as widgets
 
-channels_w = widgets.SelectionSlider(options=[32, 64, 128, 256, 512, 1024], value=256, description="channels C")
-reduction_w = widgets.SelectionSlider(options=[1, 2, 4, 8, 16, 32], value=16, description="reduction r")
+channels_w = widgets.SelectionSlider(options=[32, 64, 128, 256, 512, 1024],
+                                     value=256, description="channels C")
+reduction_w = widgets.SelectionSlider(options=[1, 2, 4, 8, 16, 32], value=16,
+                                      description="reduction r")
 picture = widgets.Image(format="png", width=400)
 numbers = widgets.HTML()
 
 
 def update(_=None):
     C, r = channels_w.value, reduction_w.value
-    params, conv = cost.count_params(SqueezeExcite(C, reduction=r)), cost.conv_params(C, C, 3)
+    params = cost.count_params(SqueezeExcite(C, reduction=r))
+    conv = cost.conv_params(C, C, 3)
     fig, ax = plt.subplots(figsize=(5.5, 6.2))
     diagrams.draw_se(C, r, 14, 14, ax=ax)
     picture.value = diagrams.figure_png(fig)
-    numbers.value = (f"<pre>hidden units   C/r = {C // r}\\nSE parameters  {params:,}\\n"
-                     f"3x3 conv {C}->{C}: {conv:,}\\nSE / conv      {params / conv:.1%}</pre>")
+    numbers.value = (f"<pre>hidden units    C/r = {C // r}\\n"
+                     f"SE parameters   {params:,}\\n"
+                     f"3x3 conv {C}->{C}: {conv:,} weights\\n"
+                     f"SE / conv       {params / conv:.1%}</pre>")
 
 
 for w in (channels_w, reduction_w):
     w.observe(update, "value")
 update()
-widgets.VBox([widgets.HBox([channels_w, reduction_w]), widgets.HBox([picture, numbers])])
+widgets.VBox([channels_w, reduction_w, picture, numbers])
 """),
     md("""
 ## An experiment: do the gates depend on the class?
@@ -180,9 +195,11 @@ class SEStage(nn.Sequential):
     \"\"\"3x3 conv -> BN -> ReLU -> Squeeze-and-Excitation.\"\"\"
 
     def __init__(self, in_channels, out_channels, stride, reduction=4):
-        super().__init__(nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-                         SqueezeExcite(out_channels, reduction))
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, stride, padding=1,
+                      bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            SqueezeExcite(out_channels, reduction))
 
 
 class TinySENet(nn.Module):
@@ -195,21 +212,21 @@ class TinySENet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, x):                                   # (N, 3, 32, 32)
-        return self.fc(self.stages(x).mean(dim=(2, 3)))     # (N, classes)
+    def forward(self, x):                                # (N, 3, 32, 32)
+        return self.fc(self.stages(x).mean(dim=(2, 3)))  # (N, classes)
 
     def gates(self):
-        \"\"\"The gates of the last forward pass, one (N, C) tensor per stage.\"\"\"
+        \"\"\"Gates of the last forward pass: one (N, C) tensor per stage.\"\"\"
         return [stage[-1].last_gate for stage in self.stages]
 
 
 seed_everything(0)
 model = TinySENet()
 untrained = TinySENet()
-untrained.load_state_dict(model.state_dict())            # the same starting point, kept for comparison
-print(f"parameters: {cost.count_params(model):,}, of which SE: "
-      f"{sum(cost.count_params(s[-1]) for s in model.stages):,}")
-print(f"multiply-adds per image: {cost.count_macs(model, input_size=(3, 32, 32)):,}")
+untrained.load_state_dict(model.state_dict())   # the same start, kept aside
+se_params = sum(cost.count_params(s[-1]) for s in model.stages)
+print(f"parameters: {cost.count_params(model):,}, of which SE: {se_params:,}")
+print(f"multiply-adds per image: {cost.count_macs(model, (3, 32, 32)):,}")
 """),
     md("""
 We train it with the book's training engine, `course_lib.train.train`, on 8,000
@@ -230,15 +247,16 @@ are nearly all aeroplanes and cars. Take a balanced subset
     code("""
 torch.set_num_threads(1)
 data = load_data("cifar10", images=8000)
-val = data["val"]                                                   # 5,000 images
-val_small = val.subset(balanced_order(val.labels)[:1000])           # 100 per class
-recipe = get_recipe("book", epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.5, drop_rate=None)
+val = data["val"]                                            # 5,000 images
+val_small = val.subset(balanced_order(val.labels)[:1000])    # 100 per class
+recipe = get_recipe("book", epochs=3, batch_size=64, lr=0.1,
+                    warmup_epochs=0.5, drop_rate=None)
 
-result = train(model, {"train": data["train"], "val": val_small, "test": None}, recipe,
-               device="cpu", seed=0, progress=False)
+result = train(model, {"train": data["train"], "val": val_small, "test": None},
+               recipe, device="cpu", seed=0, progress=False)
 for h in result["history"]:
-    print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}, train acc {h['train_acc']:.3f}, "
-          f"val acc {h['val_acc']:.3f}")
+    print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}, "
+          f"train acc {h['train_acc']:.3f}, val acc {h['val_acc']:.3f}")
 """),
     md("""
 Nearly half of the validation images are classified correctly after three short
@@ -263,7 +281,7 @@ labels = val.labels
 classes = val.classes
 for i, g in enumerate(gates):
     print(f"stage {i + 1}: {g.shape[1]:>3} gates, mean {g.mean():.3f}, "
-          f"spread over images and channels (std) {g.std():.3f}")
+          f"std over images and channels {g.std():.3f}")
 """),
     md("""
 The heat maps show, for each class, its mean gate minus the mean over all images,
@@ -272,31 +290,35 @@ most class-dependent ones are on the left.
 """),
     code("""
 def class_means(g, labels, num_classes=10):
-    return torch.stack([g[labels == k].mean(0) for k in range(num_classes)])   # (classes, C)
+    \"\"\"Mean gate of each class: (classes, C).\"\"\"
+    return torch.stack([g[labels == k].mean(0) for k in range(num_classes)])
 
 
 def eta_squared(g, labels, num_classes=10):
-    \"\"\"Per channel: the share of the gate's variance explained by the class, (C,).\"\"\"
+    \"\"\"Per channel: the share of the gate's variance explained by class.\"\"\"
     overall = g.mean(0)
     counts = torch.bincount(labels, minlength=num_classes).float()[:, None]
-    between = (counts * (class_means(g, labels, num_classes) - overall) ** 2).sum(0)
+    spread = class_means(g, labels, num_classes) - overall
+    between = (counts * spread ** 2).sum(0)
     total = ((g - overall) ** 2).sum(0)
     return between / total
 
 
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1, 3]})
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.8),
+                         gridspec_kw={"width_ratios": [1, 3]})
 for ax, stage in zip(axes, [0, 3]):
     g = gates[stage]
     order = eta_squared(g, labels).argsort(descending=True)
     centred = (class_means(g, labels) - g.mean(0))[:, order]
     limit = centred.abs().max().item()
-    im = ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    im = ax.imshow(centred, cmap="RdBu_r", vmin=-limit, vmax=limit,
+                   aspect="auto")
     ax.set_yticks(range(10), classes, fontsize=8)
     ax.set_xlabel("channel (sorted by class dependence)")
     ax.set_title(f"stage {stage + 1}: class mean gate - overall mean")
     fig.colorbar(im, ax=ax, fraction=0.04)
-fig.suptitle("TinySENet trained on 8,000 CIFAR-10 images, 3 epochs, seed 0, CPU; gates of 5,000 validation images",
-             fontsize=10)
+fig.suptitle("TinySENet trained on 8,000 CIFAR-10 images, 3 epochs, seed 0, "
+             "CPU; gates of 5,000 validation images", fontsize=10)
 fig.tight_layout()
 """),
     md("""
@@ -307,20 +329,23 @@ vehicle classes seem to share one pattern and the six animal classes another. Th
 correlation between the classes' rows checks that impression:
 """),
     code("""
-centred = class_means(gates[3], labels) - gates[3].mean(0)        # (classes, 128)
-corr = torch.corrcoef(centred)                                    # (classes, classes)
-vehicles = [0, 1, 8, 9]                                          # airplane, automobile, ship, truck
-animals = [2, 3, 4, 5, 6, 7]                                      # bird, cat, deer, dog, frog, horse
+centred = class_means(gates[3], labels) - gates[3].mean(0)   # (10, 128)
+corr = torch.corrcoef(centred)                               # (10, 10)
+vehicles = [0, 1, 8, 9]          # airplane, automobile, ship, truck
+animals = [2, 3, 4, 5, 6, 7]     # bird, cat, deer, dog, frog, horse
 
 
 def mean_correlation(a, b):
-    \"\"\"Mean correlation between the rows of classes a and classes b (a class with itself excluded).\"\"\"
-    return torch.stack([corr[i, j] for i in a for j in b if i != j]).mean().item()
+    \"\"\"Mean correlation of the rows of classes a with those of classes b.\"\"\"
+    pairs = [corr[i, j] for i in a for j in b if i != j]  # not with itself
+    return torch.stack(pairs).mean().item()
 
 
-print(f"mean correlation of stage-4 gate patterns: vehicle-vehicle {mean_correlation(vehicles, vehicles):.2f}, "
-      f"animal-animal {mean_correlation(animals, animals):.2f}, "
-      f"vehicle-animal {mean_correlation(vehicles, animals):.2f}")
+print("mean correlation of the stage-4 gate patterns:")
+for name, a, b in [("vehicle-vehicle", vehicles, vehicles),
+                   ("animal-animal", animals, animals),
+                   ("vehicle-animal", vehicles, animals)]:
+    print(f"  {name:<16} {mean_correlation(a, b):+.2f}")
 """),
     md("""
 Within each group the gate patterns correlate strongly (0.66 among vehicles, 0.75
@@ -346,20 +371,30 @@ how much class information random features already carry: classes differ in colo
 and texture, and the gates see that even without learning.
 """),
     code("""
-shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
-rows = {"trained": [eta_squared(g, labels).mean().item() for g in gates],
-        "untrained (same start)": [eta_squared(g, labels).mean().item() for g in gates_untrained],
-        "trained, labels shuffled": [eta_squared(g, shuffled).mean().item() for g in gates]}
-print(f"{'mean eta^2 over channels':<26}" + "".join(f"{f'stage {i + 1}':>9}" for i in range(4)))
+generator = torch.Generator().manual_seed(0)
+shuffled = labels[torch.randperm(len(labels), generator=generator)]
+
+
+def mean_eta(all_gates, labels):
+    return [eta_squared(g, labels).mean().item() for g in all_gates]
+
+
+rows = {"trained": mean_eta(gates, labels),
+        "untrained (same start)": mean_eta(gates_untrained, labels),
+        "trained, labels shuffled": mean_eta(gates, shuffled)}
+print(f"{'mean eta^2 over channels':<26}"
+      + "".join(f"{f'stage {i + 1}':>9}" for i in range(4)))
 for name, values in rows.items():
     print(f"{name:<26}" + "".join(f"{v:>9.3f}" for v in values))
 
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for name, values in rows.items():
     ax.plot(range(1, 5), values, "o-", label=name)
-ax.set_xticks(range(1, 5), [f"stage {i}\\n{g.shape[1]} ch" for i, g in zip(range(1, 5), gates)])
-ax.set_ylabel("share of gate variance explained by class")
-ax.set_title("Class dependence of SE gates (CIFAR-10, 8,000 images, 3 epochs, seed 0, CPU)", fontsize=9)
+ax.set_xticks(range(1, 5), [f"stage {i + 1}\\n{g.shape[1]} ch"
+                            for i, g in enumerate(gates)])
+ax.set_ylabel("share of gate variance\\nexplained by class")
+ax.set_title("Class dependence of SE gates (CIFAR-10, 8,000 images, "
+             "3 epochs, seed 0, CPU)", fontsize=9)
 ax.legend()
 ax.grid(alpha=0.3)
 """),
@@ -384,7 +419,8 @@ classes.
 """),
     md(WIDGET_NOTE),
     code("""
-class_w = widgets.Dropdown(options=list(classes), value="cat", description="class")
+class_w = widgets.Dropdown(options=list(classes), value="cat",
+                           description="class")
 stage_w = widgets.IntSlider(value=4, min=1, max=4, description="stage")
 gate_picture = widgets.Image(format="png", width=720)
 
@@ -394,14 +430,15 @@ def show_class_gates(_=None):
     k = classes.index(class_w.value)
     mean_all, mean_k = g.mean(0), g[labels == k].mean(0)
     order = mean_all.argsort()
+    share = eta_squared(g, labels).mean()
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.plot(mean_all[order], color="grey", label="all classes")
     ax.plot(mean_k[order], ".", label=class_w.value)
     ax.set_xlabel("channel (sorted by mean gate)")
     ax.set_ylabel("mean gate")
     ax.set_ylim(0, 1)
-    ax.set_title(f"stage {stage_w.value}: mean gate per channel (class explains "
-                 f"{eta_squared(g, labels).mean():.0%} of the variance on average)")
+    ax.set_title(f"stage {stage_w.value}: mean gate per channel "
+                 f"(mean eta^2 = {share:.2f})")
     ax.legend()
     gate_picture.value = diagrams.figure_png(fig)
 
@@ -409,7 +446,7 @@ def show_class_gates(_=None):
 class_w.observe(show_class_gates, "value")
 stage_w.observe(show_class_gates, "value")
 show_class_gates()
-widgets.VBox([widgets.HBox([class_w, stage_w]), gate_picture])
+widgets.VBox([class_w, stage_w, gate_picture])
 """),
     md("""
 ## Exercises
@@ -428,6 +465,7 @@ do to the scale of $\\mathbf{V}$? Why is the sigmoid the better choice here?
 compute? Why is this a sensible way to *initialise* an SE block inside a pretrained
 network?
 """),
+    md("**Solution 2.1** (folded: click to show)"),
     code("""
 # Solution 2.1
 from course_lib.grouped import ResNeXtBlock
@@ -443,8 +481,8 @@ class SEResNeXtBlock(nn.Module):
         b = self.block
         out = F.relu(b.bn1(b.conv1(x)))
         out = F.relu(b.bn2(b.conv2(out)))
-        out = self.se(b.bn3(b.conv3(out)))          # gate the residual branch
-        return F.relu(out + x)                      # then add the shortcut
+        out = self.se(b.bn3(b.conv3(out)))   # gate the residual branch
+        return F.relu(out + x)               # then add the shortcut
 
 
 net = SEResNeXtBlock(256, 128, 32)
@@ -452,20 +490,24 @@ print(tuple(net(torch.randn(2, 256, 8, 8)).shape))
 added, total = cost.count_params(net.se), cost.count_params(net)
 print(f"SE adds {added:,} of {total:,} parameters ({added / total:.1%})")
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 2.2** (folded: click to show)"),
     code("""
 # Solution 2.2
 torch.manual_seed(0)
 se = SqueezeExcite(256, reduction=16)
 u = torch.randn(4, 256, 8, 8)
 with torch.no_grad():
-    logits = se.fc2(F.relu(se.fc1(u.mean((2, 3), keepdim=True)))).flatten(1)   # (N, C)
+    s = u.mean((2, 3), keepdim=True)
+    logits = se.fc2(F.relu(se.fc1(s))).flatten(1)             # (N, C)
 soft, sig = torch.softmax(logits, dim=1), torch.sigmoid(logits)
-print(f"softmax gates sum to {soft.sum(1)[0]:.3f}, typical gate {soft.median():.4f} (about 1/C = {1 / 256:.4f})")
+print(f"softmax gates sum to {soft.sum(1)[0]:.3f}, typical gate "
+      f"{soft.median():.4f} (1/C = {1 / 256:.4f})")
 print(f"sigmoid gates: typical gate {sig.median():.3f}")
-# With a softmax the channels compete: V shrinks by a factor of about C, and opening one
-# channel closes the others. SE wants to keep many features at once, so it gates each
-# channel independently with a sigmoid.
+# With a softmax the channels compete: V shrinks by a factor of about C,
+# and opening one channel closes the others. SE wants to keep many
+# features at once, so it gates each channel on its own with a sigmoid.
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 2.3** (folded: click to show)"),
     code("""
 # Solution 2.3
 se = SqueezeExcite(64, reduction=4)
@@ -475,9 +517,10 @@ with torch.no_grad():
     u = torch.randn(2, 64, 8, 8)
     print("gates:", se.gate(u).unique().tolist())
     print("V == U / 2:", torch.allclose(se(u), u / 2))
-# Every gate is sigmoid(0) = 1/2: the block halves its input, whatever the image. A constant
-# gate (or a bias that makes it close to 1) lets a new SE block start as a harmless rescaling,
-# so it does not disturb the pretrained layers around it; training then learns the excitation.
+# Every gate is sigmoid(0) = 1/2: the block halves its input, whatever
+# the image. A constant gate (or a bias that puts it close to 1) lets a
+# new SE block start as a harmless rescaling that does not disturb the
+# pretrained layers around it; training then learns the excitation.
 """, tags=["hide-input", "hide-output"]),
 ])
 execute(PATH)

@@ -2,7 +2,8 @@
 from tools.nb import code, execute, md, setup_cell, write
 
 PATH = "chapters/03_selective_kernel.ipynb"
-WIDGET_NOTE = "*Move the sliders in a live kernel (Colab or local); the static page shows the initial state.*"
+WIDGET_NOTE = ("*Move the sliders in a live kernel (Colab or local); "
+               "the static page shows the initial state.*")
 
 write(PATH, [
     md("""
@@ -39,7 +40,8 @@ from course_lib import cost, diagrams
 from course_lib.data import balanced_order
 from course_lib.device import seed_everything
 from course_lib.sk import SelectiveKernel, sk_attn_channels
-from course_lib.train import CIFAR10_MEAN, CIFAR10_STD, get_recipe, load_data, normalize, train
+from course_lib.train import (CIFAR10_MEAN, CIFAR10_STD, get_recipe, load_data,
+                              normalize, train)
 """),
     md("""
 ## Split, fuse, select
@@ -78,7 +80,8 @@ takes more of the $5 \\times 5$ branch takes less of the $3 \\times 3$ one. Comp
 SE, where every channel has its own independent sigmoid gate {cite}`resnestreport`.
 """),
     code("""
-fig = diagrams.draw_sk(channels=64, kernel_sizes=(3, 5), reduction=16, min_channels=32, height=32, width=32)
+fig = diagrams.draw_sk(channels=64, kernel_sizes=(3, 5), reduction=16,
+                       min_channels=32, height=32, width=32)
 """),
     md("""
 Two details deserve a word. The **batch norm inside $\\mathbf{z}$** is new compared with
@@ -90,9 +93,11 @@ have 4 numbers, too few to choose a branch for each of 64 channels, so SKNet kee
 least $L = 32$ {cite}`li2019sknet`.
 """),
     code("""
-print(f"{'C':>5} {'C/r':>5} {'d = max(C/r, L)':>16}     (r = 16, L = 32)")
+lines = [f"{'C':>5} {'C/r':>5} {'d = max(C/r, L)':>16}     (r = 16, L = 32)"]
 for C in [32, 64, 128, 256, 512, 1024, 2048]:
-    print(f"{C:>5} {C // 16:>5} {sk_attn_channels(C, reduction=16, min_channels=32):>16}")
+    d = sk_attn_channels(C, reduction=16, min_channels=32)
+    lines.append(f"{C:>5} {C // 16:>5} {d:>16}")
+print("\\n".join(lines))
 """),
     md("""
 ## The block by hand
@@ -104,25 +109,28 @@ equations, in evaluation mode so that batch norm uses its stored statistics.
 """),
     code("""
 torch.manual_seed(0)
-sk = SelectiveKernel(32, 32, kernel_sizes=(3, 3), dilations=(1, 2), reduction=4, min_attn_channels=8).eval()
+sk = SelectiveKernel(32, 32, kernel_sizes=(3, 3), dilations=(1, 2),
+                     reduction=4, min_attn_channels=8).eval()
 with torch.no_grad():
-    for m in sk.modules():                    # random statistics, so that batch norm is not an identity
+    for m in sk.modules():        # random statistics: BN is not an identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.3)
             m.running_var.uniform_(0.5, 2.0)
 x = torch.randn(4, 32, 16, 16)
 
 with torch.no_grad():
-    u = torch.stack([path(x) for path in sk.paths], dim=1)              # split: (N, R, C, H, W)
-    s = u.sum(dim=1).mean(dim=(2, 3))                                   # fuse:  (N, C)
-    z = F.relu(sk.attn.bn(sk.attn.fc_reduce(s[:, :, None, None])))      # (N, d, 1, 1)
-    scores = sk.attn.fc_select(z).view(len(x), 2, 32)                   # (N, R, C)
-    a = scores.softmax(dim=1)                                           # select: (N, R, C)
-    v = (a[..., None, None] * u).sum(dim=1)                             # (N, C, H, W)
+    u = torch.stack([path(x) for path in sk.paths], 1)  # split: (N,R,C,H,W)
+    s = u.sum(dim=1).mean(dim=(2, 3))                       # fuse: (N, C)
+    z = F.relu(sk.attn.bn(sk.attn.fc_reduce(s[..., None, None])))  # (N,d,1,1)
+    scores = sk.attn.fc_select(z).view(len(x), 2, 32)       # (N, R, C)
+    a = scores.softmax(dim=1)                               # select: (N, R, C)
+    v = (a[..., None, None] * u).sum(dim=1)                 # (N, C, H, W)
     out = sk(x)
-print("d =", sk.attn.fc_reduce.out_channels, " a:", tuple(a.shape), " V:", tuple(v.shape))
+print(f"d = {sk.attn.fc_reduce.out_channels}, a: {tuple(a.shape)}, "
+      f"V: {tuple(v.shape)}")
 print("by hand == SelectiveKernel:", torch.allclose(v, out, atol=1e-5))
-print("weights sum to 1 over the branches:", torch.allclose(sk.last_attention.sum(1), torch.ones(4, 32)))
+print("weights sum to 1 over the branches:",
+      torch.allclose(sk.last_attention.sum(1), torch.ones(4, 32)))
 """),
     md("""
 ## What selection costs
@@ -134,12 +142,14 @@ $R C d$ for $\\tilde{\\mathbf{W}}$, independent of the image size.
     code("""
 C, size = 64, 16
 single = nn.Conv2d(C, C, 3, padding=1, bias=False)
-sk64 = SelectiveKernel(C, C)                          # r = 16, L = 32: d = 32
-for name, layer in [("one 3x3 conv", single), ("SK, 2 branches", sk64),
-                    ("  of which attention", sk64.attn)]:
-    shape = (2, C, 1, 1) if name.startswith("  ") else (C, size, size)
-    macs = cost.count_macs(layer, input_size=shape) if not name.startswith("  ") else None
-    print(f"{name:<22} params {cost.count_params(layer):>7,}" + (f"   MACs ({size}x{size}) {macs:>10,}" if macs else ""))
+sk64 = SelectiveKernel(C, C)                  # r = 16, L = 32: d = 32
+lines = []
+for name, layer in [("one 3x3 conv", single), ("SK, 2 branches", sk64)]:
+    macs = cost.count_macs(layer, input_size=(C, size, size))
+    lines.append(f"{name:<16} params {cost.count_params(layer):>7,}   "
+                 f"MACs ({size}x{size}) {macs:>10,}")
+lines.append(f"  of which attention params {cost.count_params(sk64.attn):,}")
+print("\\n".join(lines))
 """),
     md("""
 The explorer varies the number of branches $R$ (kernel fields $3, 5, 7, 9$, each
@@ -151,16 +161,21 @@ floor $L$.
 import ipywidgets as widgets
 
 branches_w = widgets.IntSlider(value=2, min=2, max=4, description="branches R")
-channels_w = widgets.SelectionSlider(options=[32, 64, 128, 256, 512], value=64, description="channels C")
-reduction_w = widgets.SelectionSlider(options=[2, 4, 8, 16, 32], value=16, description="reduction r")
-floor_w = widgets.SelectionSlider(options=[4, 8, 16, 32, 64], value=32, description="floor L")
+channels_w = widgets.SelectionSlider(options=[32, 64, 128, 256, 512],
+                                     value=64, description="channels C")
+reduction_w = widgets.SelectionSlider(options=[2, 4, 8, 16, 32], value=16,
+                                      description="reduction r")
+floor_w = widgets.SelectionSlider(options=[4, 8, 16, 32, 64], value=32,
+                                  description="floor L")
 picture = widgets.Image(format="png", width=480)
 numbers = widgets.HTML()
 
 
 def update(_=None):
-    R, C, r, L = branches_w.value, channels_w.value, reduction_w.value, floor_w.value
-    layer = SelectiveKernel(C, C, kernel_sizes=(3,) * R, dilations=tuple(range(1, R + 1)),
+    R, C = branches_w.value, channels_w.value
+    r, L = reduction_w.value, floor_w.value
+    layer = SelectiveKernel(C, C, kernel_sizes=(3,) * R,
+                            dilations=tuple(range(1, R + 1)),
                             reduction=r, min_attn_channels=L)
     d = sk_attn_channels(C, r, L)
     fig, ax = plt.subplots(figsize=(7, 6.4))
@@ -175,8 +190,7 @@ def update(_=None):
 for w in (branches_w, channels_w, reduction_w, floor_w):
     w.observe(update, "value")
 update()
-widgets.VBox([widgets.HBox([branches_w, channels_w]), widgets.HBox([reduction_w, floor_w]),
-              widgets.HBox([picture, numbers])])
+widgets.VBox([branches_w, channels_w, reduction_w, floor_w, picture, numbers])
 """),
     md("""
 ## An experiment: does the attention follow the object's size?
@@ -195,19 +209,22 @@ $r = 4$ and $L = 8$; global average pooling and a linear classifier.
 class TinySKNet(nn.Module):
     def __init__(self, widths=(16, 32, 64, 128), num_classes=10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         self.sks = nn.Sequential(*[
-            SelectiveKernel(c_in, c_out, kernel_sizes=(3, 3), dilations=(1, 2), stride=2,
-                            reduction=4, min_attn_channels=8)
+            SelectiveKernel(c_in, c_out, kernel_sizes=(3, 3), dilations=(1, 2),
+                            stride=2, reduction=4, min_attn_channels=8)
             for c_in, c_out in zip(widths[:-1], widths[1:])])
         self.fc = nn.Linear(widths[-1], num_classes)
 
-    def forward(self, x):                                       # (N, 3, 32, 32)
-        return self.fc(self.sks(self.stem(x)).mean(dim=(2, 3)))  # (N, classes)
+    def forward(self, x):                                  # (N, 3, 32, 32)
+        features = self.sks(self.stem(x))                  # (N, 128, 4, 4)
+        return self.fc(features.mean(dim=(2, 3)))          # (N, classes)
 
     def large_kernel_attention(self):
-        \"\"\"Weight on the 5x5-field branch in the last forward pass: one (N, C) tensor per SK layer.\"\"\"
+        \"\"\"Weight on the 5x5-field branch in the last forward pass:
+        one (N, C) tensor per SK layer.\"\"\"
         return [sk.last_attention[:, 1] for sk in self.sks]
 
 
@@ -225,13 +242,15 @@ thread.
     code("""
 torch.set_num_threads(1)
 data = load_data("cifar10", images=5000)
-val = data["val"].subset(balanced_order(data["val"].labels)[:1000])   # 100 validation images per class
-recipe = get_recipe("book", epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.5, drop_rate=None)
-result = train(model, {"train": data["train"], "val": val, "test": None}, recipe, device="cpu", seed=0,
-               progress=False)
+val = data["val"]
+val = val.subset(balanced_order(val.labels)[:1000])   # 100 images per class
+recipe = get_recipe("book", epochs=3, batch_size=64, lr=0.1,
+                    warmup_epochs=0.5, drop_rate=None)
+result = train(model, {"train": data["train"], "val": val, "test": None},
+               recipe, device="cpu", seed=0, progress=False)
 for h in result["history"]:
-    print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}, train acc {h['train_acc']:.3f}, "
-          f"val acc {h['val_acc']:.3f}")
+    print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}, "
+          f"train acc {h['train_acc']:.3f}, val acc {h['val_acc']:.3f}")
 """),
     md("""
 Now change the size of the objects. For a scale $s > 1$ we cut out the central
@@ -247,15 +266,20 @@ it back) *without* changing the object's size. If the attention follows the obje
 size, zoom and blur should move it differently.
 """),
     code("""
+def resize(x, m, antialias=False):
+    return F.interpolate(x, size=(m, m), mode="bilinear", antialias=antialias,
+                         align_corners=False)
+
+
 def zoom(x, s):
-    \"\"\"Rescale the content of normalised images (N, 3, n, n) by s about the centre.\"\"\"
+    \"\"\"Rescale the content of normalised images (N, 3, n, n) by s.\"\"\"
     n = x.shape[-1]
-    if s >= 1:                                          # zoom in: enlarge the central n/s pixels
+    if s >= 1:                       # zoom in: enlarge the central n/s pixels
         m = round(n / s)
         o = (n - m) // 2
-        return F.interpolate(x[..., o:o + m, o:o + m], size=(n, n), mode="bilinear", align_corners=False)
-    m = round(n * s)                                    # zoom out: shrink, pad with the mean colour (0)
-    small = F.interpolate(x, size=(m, m), mode="bilinear", antialias=True, align_corners=False)
+        return resize(x[..., o:o + m, o:o + m], n)
+    m = round(n * s)                 # zoom out: shrink, pad with the mean (0)
+    small = resize(x, m, antialias=True)
     o = (n - m) // 2
     return F.pad(small, (o, n - m - o, o, n - m - o))
 
@@ -263,19 +287,22 @@ def zoom(x, s):
 def blur(x, s):
     \"\"\"The detail lost by zooming in by s, without the change of size.\"\"\"
     n, m = x.shape[-1], round(x.shape[-1] / s)
-    small = F.interpolate(x, size=(m, m), mode="bilinear", antialias=True, align_corners=False)
-    return F.interpolate(small, size=(n, n), mode="bilinear", align_corners=False)
+    return resize(resize(x, m, antialias=True), n)
 
 
-images = normalize(val.images, CIFAR10_MEAN, CIFAR10_STD)          # (1000, 3, 32, 32)
+images = normalize(val.images, CIFAR10_MEAN, CIFAR10_STD)  # (1000, 3, 32, 32)
 scales = [0.5, 0.625, 0.75, 0.875, 1.0, 1.25, 1.5, 1.75, 2.0]
-mean, std = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-show = images[[1, 3, 7]]                                            # a car, a cat and a horse
-row = [zoom(show, s) * std + mean for s in (0.5, 1.0, 2.0)] + [blur(show, 2.0) * std + mean]
+
+mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+show = images[[1, 3, 7]]                           # a car, a cat and a horse
+row = [zoom(show, s) for s in (0.5, 1.0, 2.0)] + [blur(show, 2.0)]
+titles = ["zoom 0.5", "original", "zoom 2", "blur 2 (control)"]
 fig, axes = plt.subplots(3, 4, figsize=(6, 4.8))
-for j, (batch, title) in enumerate(zip(row, ["zoom 0.5", "original", "zoom 2", "blur 2 (control)"])):
+for j, (batch, title) in enumerate(zip(row, titles)):
     for i in range(3):
-        axes[i, j].imshow(batch[i].permute(1, 2, 0).clamp(0, 1))
+        axes[i, j].imshow((batch[i] * std[0] + mean[0]).permute(1, 2, 0)
+                          .clamp(0, 1))
         axes[i, j].axis("off")
     axes[0, j].set_title(title, fontsize=9)
 fig.tight_layout()
@@ -283,7 +310,7 @@ fig.tight_layout()
     code("""
 @torch.no_grad()
 def attention_at(transform):
-    \"\"\"Accuracy and per-image mean large-kernel attention of each SK layer, (N,) tensors.\"\"\"
+    \"\"\"Accuracy, and each SK layer's large-kernel attention per image (N,).\"\"\"
     model.eval()
     logits = model(transform(images))
     accuracy = (logits.argmax(1) == val.labels).float().mean().item()
@@ -293,39 +320,47 @@ def attention_at(transform):
 zoomed = {s: attention_at(lambda x: zoom(x, s)) for s in scales}
 blurred = {s: attention_at(lambda x: blur(x, s)) for s in scales if s >= 1}
 
-print(f"{'scale':>6} {'acc':>6}   attention on the 5x5 branch (zoom)   |  blur control")
-print(f"{'':>6} {'':>6}   {'SK 1':>7} {'SK 2':>7} {'SK 3':>7}        |  {'SK 1':>7} {'SK 2':>7} {'SK 3':>7}")
+layers3 = f"{'SK 1':>6} {'SK 2':>6} {'SK 3':>6}"
+lines = [f"{'':>13}attention on the 5x5 branch",
+         f"{'':>13}{'zoom':^20}   {'blur control':^20}".rstrip(),
+         f"{'scale':>6} {'acc':>5}  {layers3}   {layers3}"]
 for s in scales:
     acc, att = zoomed[s]
-    line = f"{s:>6.3f} {acc:>6.3f}   " + " ".join(f"{a.mean():>7.3f}" for a in att)
+    line = f"{s:>6.3f} {acc:>5.3f}  " + " ".join(f"{a.mean():>6.3f}"
+                                                 for a in att)
     if s in blurred:
-        line += "        |  " + " ".join(f"{a.mean():>7.3f}" for a in blurred[s][1])
-    print(line)
+        line += "   " + " ".join(f"{a.mean():>6.3f}" for a in blurred[s][1])
+    lines.append(line)
+print("\\n".join(lines))
 """),
     code("""
+def shift(table, s, layer):
+    \"\"\"Mean large-kernel attention at scale s minus that at scale 1.\"\"\"
+    base = zoomed[1.0][1][layer].mean().item()
+    return table[s][1][layer].mean().item() - base
+
+
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
 for layer in range(3):
     ax = axes[layer]
-    base = zoomed[1.0][1][layer].mean().item()
-    ax.plot(scales, [zoomed[s][1][layer].mean().item() - base for s in scales], "o-", label="zoom")
-    ax.plot(sorted(blurred), [blurred[s][1][layer].mean().item() - base for s in sorted(blurred)], "s--",
-            label="blur only (control)")
+    ax.plot(scales, [shift(zoomed, s, layer) for s in scales], "o-",
+            label="zoom")
+    blur_scales = sorted(blurred)
+    ax.plot(blur_scales, [shift(blurred, s, layer) for s in blur_scales],
+            "s--", label="blur only (control)")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(scales[::2], [str(s) for s in scales[::2]])
-    ax.set_xlabel("object scale s")
     ax.set_title(f"SK layer {layer + 1}", fontsize=10)
-    ax.grid(alpha=0.3)
 axes[0].set_ylabel("change of mean attention\\non the 5x5 branch vs s = 1")
 axes[0].legend(fontsize=8)
 axes[3].plot(scales, [zoomed[s][0] for s in scales], "o-", color="black")
-axes[3].set_xscale("log", base=2)
-axes[3].set_xticks(scales[::2], [str(s) for s in scales[::2]])
-axes[3].set_xlabel("object scale s")
 axes[3].set_title("validation accuracy", fontsize=10)
-axes[3].grid(alpha=0.3)
-fig.suptitle("TinySKNet, CIFAR-10: trained on 5,000 images, 3 epochs, seed 0, CPU; 1,000 validation images",
-             fontsize=10)
+for ax in axes:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(scales[::2], [str(s) for s in scales[::2]])
+    ax.set_xlabel("object scale s")
+    ax.grid(alpha=0.3)
+fig.suptitle("TinySKNet, CIFAR-10: trained on 5,000 images, 3 epochs, seed 0, "
+             "CPU; 1,000 validation images", fontsize=10)
 fig.tight_layout()
 """),
     md("""
@@ -335,14 +370,21 @@ attach a standard error to the mean shift, and compare it with how much the
 attention varies from image to image at a fixed scale.
 """),
     code("""
-print(f"{'':<8} {'image-to-image std':>19} {'zoom 2 - original':>20} {'blur 2 - original':>20} {'zoom 0.5 - original':>21}")
+comparisons = {"zoom 2": zoomed[2.0], "blur 2": blurred[2.0],
+               "zoom 0.5": zoomed[0.5]}
+lines = [f"{'':<6} {'std over':>9}   mean change from the original +- s.e.",
+         f"{'':<6} {'images':>9}  "
+         + "".join(f"{k:>19}" for k in comparisons)]
 for layer in range(3):
     base = zoomed[1.0][1][layer]
     cells = []
-    for other in (zoomed[2.0][1][layer], blurred[2.0][1][layer], zoomed[0.5][1][layer]):
-        diff = other - base
-        cells.append(f"{diff.mean():+.4f} ± {diff.std() / len(diff) ** 0.5:.4f}")
-    print(f"SK {layer + 1:<5} {base.std():>19.4f} {cells[0]:>20} {cells[1]:>20} {cells[2]:>21}")
+    for _, attention in comparisons.values():
+        diff = attention[layer] - base                    # paired, per image
+        se = diff.std() / len(diff) ** 0.5
+        cells.append(f"{diff.mean():+.4f} +- {se:.4f}")
+    lines.append(f"SK {layer + 1:<3} {base.std():>9.4f}  "
+                 + "".join(f"{c:>19}" for c in cells))
+print("\\n".join(lines))
 """),
     md("""
 ## What we found
@@ -399,6 +441,7 @@ weight? What does a dilated kernel give up compared with a real $5 \\times 5$?
 parameters with $L = 32$ and with $L = 4$ (no floor in practice). Then build
 `SelectiveKernel(64, 64, min_attn_channels=L)` for both and check your count.
 """),
+    md("**Solution 3.1** (folded: click to show)"),
     code("""
 # Solution 3.1
 with torch.no_grad():
@@ -406,10 +449,13 @@ with torch.no_grad():
     scores = sk.attn.fc_select(z).view(4, 2, 32)
     softmax_2 = scores.softmax(dim=1)[:, 1]
     sigmoid_2 = torch.sigmoid(scores[:, 1] - scores[:, 0])
-print("softmax weight of branch 2 == sigmoid of the score difference:", torch.allclose(softmax_2, sigmoid_2, atol=1e-6))
-# exp(b) / (exp(a) + exp(b)) = 1 / (1 + exp(a - b)). Two-branch SK is an SE-style sigmoid gate
-# per channel that mixes the branches as a * U_2 + (1 - a) * U_1 instead of scaling one map.
+print("softmax weight of branch 2 == sigmoid of the score difference:",
+      torch.allclose(softmax_2, sigmoid_2, atol=1e-6))
+# exp(b) / (exp(a) + exp(b)) = 1 / (1 + exp(a - b)). A two-branch SK is an
+# SE-style sigmoid gate per channel that mixes the branches,
+# a * U_2 + (1 - a) * U_1, instead of scaling a single map.
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 3.2** (folded: click to show)"),
     code("""
 # Solution 3.2
 impulse = torch.zeros(1, 1, 7, 7)
@@ -420,17 +466,21 @@ with torch.no_grad():
     reach = dilated(impulse)[0, 0]
 print(reach.int())
 print("positions with a weight:", int((reach != 0).sum()), "of 25")
-# Only 9 of the 25 positions carry a weight: the dilated kernel sees the same 5x5 window as a
-# 5x5 kernel, with holes. It cannot represent fine detail between its taps, but costs 9/25 of it.
+# Only 9 of the 25 positions carry a weight: the dilated kernel spans the
+# same 5x5 window as a 5x5 kernel, with holes. It cannot represent detail
+# between its taps, but it costs 9/25 of a 5x5.
 """, tags=["hide-input", "hide-output"]),
+    md("**Solution 3.3** (folded: click to show)"),
     code("""
 # Solution 3.3
 C, R = 64, 2
 for L in (32, 4):
     d = max(C // 16, L)
-    predicted = C * d + 2 * d + R * C * d          # W, the BN's scale and shift, W~ (no biases)
+    predicted = C * d + 2 * d + R * C * d    # W, BN scale and shift, W~
     layer = SelectiveKernel(C, C, min_attn_channels=L)
-    print(f"L = {L:>2}: d = {d:>2}, predicted {predicted:,}, counted {cost.count_params(layer.attn):,}")
+    counted = cost.count_params(layer.attn)
+    print(f"L = {L:>2}: d = {d:>2}, predicted {predicted:,}, "
+          f"counted {counted:,}")
 """, tags=["hide-input", "hide-output"]),
 ])
 execute(PATH)
