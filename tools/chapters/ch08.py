@@ -124,7 +124,10 @@ left.set_xlim(0, 1.1)
 left.set_xlabel("test accuracy")
 data = "D2L's Hotdog, 224x224" if PROFILE == "full" else "hotdog64 stand-in (not D2L's Hotdog), 64x64"
 hw = next((h for h in fine.hardware if h), "")
-left.set_title(f"This book, '{PROFILE}' profile: {data}, {fine.epochs.iloc[0]} epochs, seed 0\\n{hw}", fontsize=8)
+n = fine.images.iloc[0]
+imgs = "all training images" if n is None or n != n else f"{int(n):,} training images"
+left.set_title(f"This book, '{PROFILE}' profile: {data}, {imgs}, {fine.epochs.iloc[0]} epochs, seed 0\\n{hw}",
+               fontsize=8)
 rep = ex.REPORT_TRANSFER
 right.barh(range(len(rep)), list(rep.values()), color="C1")
 for i, a in enumerate(rep.values()):
