@@ -149,6 +149,41 @@ fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '06')}", fontsize=7, col
 fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     md("""
+### Learning curves
+
+The report's recipe holds the learning rate at 0.1 from the first step, with no
+warm-up. The curves below show, for every finished run, the training loss and
+the validation accuracy after each epoch: a first-epoch loss far above
+$\ln 10 \approx 2.3$ (the loss of a uniform guess over ten classes) means the
+first steps overshot, and a validation curve still rising at the last epoch means
+the run stopped before it converged.
+"""),
+    code("""
+fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+for k, name in enumerate(ex.TABLE1):
+    for spec in ex.study("06", PROFILE):
+        if spec.group != "table" or spec.label != name:
+            continue
+        rec = ex.find(spec, RESULTS_DIR)
+        if not rec or rec.get("status") != "finished":
+            continue
+        hist = rec["history"]
+        first = spec.seed == min(s.seed for s in ex.study("06", PROFILE) if s.label == name)
+        ep = [h["epoch"] for h in hist]
+        loss_ax.plot(ep, [h["train_loss"] for h in hist], color=f"C{k}", alpha=0.8, label=name if first else None)
+        val_ax.plot(ep, [100 * h["val_acc"] for h in hist], color=f"C{k}", alpha=0.8, label=name if first else None)
+loss_ax.axhline(2.303, color="0.5", ls=":", lw=1)
+loss_ax.set(xlabel="epoch", ylabel="training loss")
+val_ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
+for ax in (loss_ax, val_ax):
+    ax.grid(alpha=0.3)
+if loss_ax.get_legend_handles_labels()[0]:
+    val_ax.legend(fontsize=7)
+fig.suptitle(f"Table I runs, one line per seed: {where}", fontsize=9)
+fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '06')}", fontsize=7, color="0.4")
+fig.tight_layout(rect=(0, 0.04, 1, 1))
+"""),
+    md("""
 ## One row at the report's scale
 
 The reduced runs above cannot be put next to the report's 62.64% for
