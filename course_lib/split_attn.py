@@ -86,6 +86,18 @@ def _check_attn(attn_channels: int, cardinality: int) -> None:
                          "own d/K hidden units: pass attn_channels as a multiple of K")
 
 
+def _set_shape(module: nn.Module, in_channels: int, out_channels: int | None, cardinality: int,
+               radix: int, reduction: int, attn_channels: int | None) -> tuple[int, int]:
+    """Check the sizes of a Split-Attention module, store them on it, return (C, d)."""
+    out_channels = out_channels or in_channels
+    _check_split(in_channels, out_channels, cardinality, radix)
+    attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
+    _check_attn(attn, cardinality)
+    module.radix, module.cardinality = radix, cardinality
+    module.in_channels, module.out_channels, module.attn_channels = in_channels, out_channels, attn
+    return out_channels, attn
+
+
 class RadixSoftmax(nn.Module):
     """Attention logits -> weights: softmax across the R splits, or a sigmoid if R = 1.
 
@@ -130,13 +142,8 @@ class SplitAttn(nn.Module):
                  stride: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction: int = 4, attn_channels: int | None = None):
         super().__init__()
-        out_channels = out_channels or in_channels
-        _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction,
-                                                    cardinality=cardinality)
-        _check_attn(attn, cardinality)
-        self.radix, self.cardinality = radix, cardinality
-        self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
+        out_channels, attn = _set_shape(self, in_channels, out_channels, cardinality, radix,
+                                        reduction, attn_channels)
         self.conv = self._make_conv(in_channels, out_channels, kernel_size, stride, dilation)
         self.bn0 = nn.BatchNorm2d(out_channels * radix)
         self.fc1 = nn.Conv2d(out_channels, attn, 1, groups=cardinality)           # dense C -> d, per K
@@ -289,13 +296,8 @@ class SplitAttnCardinal(nn.Module):
                  stride: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction: int = 4, attn_channels: int | None = None):
         super().__init__()
-        out_channels = out_channels or in_channels
-        _check_split(in_channels, out_channels, cardinality, radix)
-        attn = attn_channels or split_attn_channels(in_channels, radix, reduction,
-                                                    cardinality=cardinality)
-        _check_attn(attn, cardinality)
-        self.radix, self.cardinality = radix, cardinality
-        self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
+        out_channels, attn = _set_shape(self, in_channels, out_channels, cardinality, radix,
+                                        reduction, attn_channels)
         k = cardinality
         self.cardinals = nn.ModuleList(
             CardinalGroup(in_channels // k, out_channels // k, kernel_size, stride, dilation,
