@@ -301,7 +301,7 @@ def draw_sk(channels: int = 64, kernel_sizes=(3, 5), reduction: int = 16, min_ch
     arrow(ax_, gap.bottom, fc1.top, f"s: ({c},)")
     arrow(ax_, fc1.bottom, fc2.top, f"z: ({d},)")
     arrow(ax_, fc2.bottom, soft.top, f"({r_}, {c})")
-    arrow(ax_, soft.bottom, out.top, f"a: ({r_}, {c}), Σ_i a_ic = 1")
+    arrow(ax_, soft.bottom, out.top, f"a: ({r_}, {c})")
     right = branch_out[-1]
     x_far = right.right[0] + 0.4
     elbow(ax_, [right.right, (x_far, right.y), (x_far, out.y), out.right])

@@ -414,32 +414,32 @@ move with all three. And "depends on the class" is not "knows the class": the ga
 are computed from the image alone, so they can only follow the class as far as the
 features do.
 
-Pick a class and a stage below to compare its mean gates with the average over all
-classes.
+Pick a class and a stage below to see, channel by channel, how far the class's mean
+gate lies from the mean over all classes (the rows of the heat maps, as bars on a
+fixed scale).
 """),
     md(WIDGET_NOTE),
     code("""
 class_w = widgets.Dropdown(options=list(classes), value="cat",
                            description="class")
 stage_w = widgets.IntSlider(value=4, min=1, max=4, description="stage")
-gate_picture = widgets.Image(format="png", width=720)
+gate_picture = widgets.Image(format="png", width=640)
 
 
 def show_class_gates(_=None):
     g = gates[stage_w.value - 1]
     k = classes.index(class_w.value)
-    mean_all, mean_k = g.mean(0), g[labels == k].mean(0)
-    order = mean_all.argsort()
+    deviation = g[labels == k].mean(0) - g.mean(0)       # (C,)
+    order = deviation.argsort()
     share = eta_squared(g, labels).mean()
-    fig, ax = plt.subplots(figsize=(9, 3))
-    ax.plot(mean_all[order], color="grey", label="all classes")
-    ax.plot(mean_k[order], ".", label=class_w.value)
-    ax.set_xlabel("channel (sorted by mean gate)")
-    ax.set_ylabel("mean gate")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"stage {stage_w.value}: mean gate per channel "
-                 f"(mean eta^2 = {share:.2f})")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(range(len(order)), deviation[order], width=1.0)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("channel (sorted by the deviation)")
+    ax.set_ylabel("class mean gate\\n- overall mean")
+    ax.set_ylim(-0.1, 0.1)
+    ax.set_title(f"{class_w.value}, stage {stage_w.value} "
+                 f"(mean eta^2 of the stage = {share:.2f})")
     gate_picture.value = diagrams.figure_png(fig)
 
 

@@ -372,18 +372,18 @@ attention varies from image to image at a fixed scale.
     code("""
 comparisons = {"zoom 2": zoomed[2.0], "blur 2": blurred[2.0],
                "zoom 0.5": zoomed[0.5]}
-lines = [f"{'':<6} {'std over':>9}   mean change from the original +- s.e.",
+lines = [f"{'':<6} {'std over':>9}   mean change from the original (s.e.)",
          f"{'':<6} {'images':>9}  "
-         + "".join(f"{k:>19}" for k in comparisons)]
+         + "".join(f"{k:>17}" for k in comparisons)]
 for layer in range(3):
     base = zoomed[1.0][1][layer]
     cells = []
     for _, attention in comparisons.values():
         diff = attention[layer] - base                    # paired, per image
         se = diff.std() / len(diff) ** 0.5
-        cells.append(f"{diff.mean():+.4f} +- {se:.4f}")
+        cells.append(f"{diff.mean():+.4f} ({se:.4f})")
     lines.append(f"SK {layer + 1:<3} {base.std():>9.4f}  "
-                 + "".join(f"{c:>19}" for c in cells))
+                 + "".join(f"{c:>17}" for c in cells))
 print("\\n".join(lines))
 """),
     md("""
