@@ -85,9 +85,10 @@ fig = diagrams.draw_sk(channels=64, kernel_sizes=(3, 5), reduction=16,
 """),
     md("""
 Two details deserve a word. The **batch norm inside $\\mathbf{z}$** is new compared with
-SE: the pooled descriptor $\\mathbf{s}$ of a sum of branches can have any scale, and
-normalising $\\mathbf{W}\\mathbf{s}$ keeps the scores, and hence the softmax, in a
-range where it is neither flat nor saturated while the network trains. The **floor
+SE. One way to see its use: the pooled descriptor $\\mathbf{s}$ of a sum of branches
+can have any scale, and normalising $\\mathbf{W}\\mathbf{s}$ keeps the scores, and
+hence the softmax, in a range where it is neither flat nor saturated while the
+network trains. The **floor
 $L$** matters for narrow layers: with $C = 64$ and $r = 16$ the compact feature would
 have 4 numbers, too few to choose a branch for each of 64 channels, so SKNet keeps at
 least $L = 32$ {cite}`li2019sknet`.
@@ -237,7 +238,8 @@ print(f"parameters: {cost.count_params(model):,}, multiply-adds per image: "
 It is trained as the network of chapter 2: the book's engine, 5,000 class-balanced
 CIFAR-10 training images, 3 epochs, SGD with Nesterov momentum, batch 64, learning
 rate 0.1 with warm-up and cosine decay, random crops and flips, seed 0, one CPU
-thread.
+thread. To reproduce every number and figure below, run the notebook, or
+`python -m tools.chapters.ch03` from the repository root.
 """),
     code("""
 torch.set_num_threads(1)
