@@ -154,7 +154,7 @@ fig.tight_layout(rect=(0, 0.04, 1, 1))
 The report's recipe holds the learning rate at 0.1 from the first step, with no
 warm-up. The curves below show, for every finished run, the training loss and
 the validation accuracy after each epoch: a first-epoch loss far above
-$\ln 10 \approx 2.3$ (the loss of a uniform guess over ten classes) means the
+$\\ln 10 \\approx 2.3$ (the loss of a uniform guess over ten classes) means the
 first steps overshot, and a validation curve still rising at the last epoch means
 the run stopped before it converged.
 """),
