@@ -61,7 +61,7 @@ def _entries(items, numbered: bool):
         if "file" in item:
             yield _strip_suffix(item["file"]), numbered
         elif "glob" in item:
-            for path in sorted(ROOT.glob(item["glob"] + "*")):
+            for path in sorted(ROOT.glob(item["glob"] + ".*")):  # the glob names pages without their suffix
                 if path.suffix in SOURCE_SUFFIXES:
                     yield path.relative_to(ROOT).with_suffix("").as_posix(), numbered
         yield from _entries(item.get("sections"), numbered)
