@@ -481,6 +481,21 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
 
 
 # ------------------------------------------------------------------------------- reading results
+def open_chapter(chapter: str, profile: str, train_missing: bool = False, results: str = ""):
+    """A chapter's first cell: its records folder, the missing runs trained if asked, what it shows.
+
+    Prints the chapter's setting (data, scale, seeds, hardware, command) and returns
+    ``(results folder, runs table, latency records)``.
+    """
+    directory = results_dir(profile, results or None)
+    if train_missing:
+        train(profile, chapter, directory)
+    runs = collect(chapter, profile, directory)
+    print(f"Profile '{profile}':")
+    print(setting(runs, profile, chapter))
+    return directory, runs, load_latency(profile, directory)
+
+
 def collect(chapter: str, profile: str, directory=None):
     """One row per run of the chapter: spec fields + record fields (None where not finished).
 

@@ -42,13 +42,7 @@ import pandas as pd
 from course_lib import experiments as ex
 
 pd.set_option("display.width", 200)
-RESULTS_DIR = ex.results_dir(PROFILE, RESULTS or None)
-if TRAIN:
-    ex.train(PROFILE, "07", RESULTS_DIR)
-runs = ex.collect("07", PROFILE, RESULTS_DIR)
-latency = ex.load_latency(PROFILE, RESULTS_DIR)
-print(f"Profile '{PROFILE}':")
-print(ex.setting(runs, PROFILE, "07"))
+RESULTS_DIR, runs, latency = ex.open_chapter("07", PROFILE, TRAIN, RESULTS)
 """),
     md("""
 ## Scale of the `cpu` profile

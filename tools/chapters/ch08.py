@@ -57,12 +57,7 @@ import pandas as pd
 from course_lib import experiments as ex
 
 pd.set_option("display.width", 200)
-RESULTS_DIR = ex.results_dir(PROFILE, RESULTS or None)
-if TRAIN:
-    ex.train(PROFILE, "08", RESULTS_DIR)
-runs = ex.collect("08", PROFILE, RESULTS_DIR)
-print(f"Profile '{PROFILE}':")
-print(ex.setting(runs, PROFILE, "08"))
+RESULTS_DIR, runs, _ = ex.open_chapter("08", PROFILE, TRAIN, RESULTS)
 """),
     md("""
 ## The pretraining (the `cpu` and `smoke` profiles only)
