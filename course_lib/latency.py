@@ -8,6 +8,10 @@
   image (batch time / batch size) and throughput its inverse, images per second.
 - ``measure_train_speed``: the same for a full training step (forward, backward, SGD).
 
+Both take ``clock``: ``"wall"`` (elapsed time, the report's measure and the right one
+on a GPU) or ``"cpu"`` (CPU time of this process: on a shared CPU other programs do
+not inflate it; use it with one thread, ``torch.set_num_threads(1)``).
+
 Each returns a small JSON-ready dict that can be stored next to a run record.
 Timings depend on the machine and on what else runs on it: compare ratios measured
 together, never absolute numbers from different sessions.
@@ -32,35 +36,50 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _time(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _time(fn, device: torch.device, warmup: int, repeats: int, clock: str = "wall") -> list[float]:
     """Seconds of ``repeats`` calls of fn, after ``warmup`` untimed calls."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         fn()
     _sync(device)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
     return times
 
 
-def _check(batch_size: int, warmup: int, repeats: int) -> None:
+def _check(batch_size: int, warmup: int, repeats: int, clock: str = "wall") -> None:
     if batch_size < 1 or warmup < 0 or repeats < 1:
         raise ValueError(f"need batch_size >= 1, warmup >= 0 and repeats >= 1; got {batch_size}, {warmup}, {repeats}")
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: use one of {sorted(CLOCKS)}")
 
 
-def _record(mode: str, times: list[float], batch_size: int, input_size, warmup: int, settings: RunSettings) -> dict:
+def _check_clock(clock: str, settings: RunSettings) -> None:
+    if clock == "cpu" and settings.device.type != "cpu":
+        raise ValueError(f"clock='cpu' measures CPU time, which misses the work of a {settings.device.type} "
+                         "device: use clock='wall' there")
+
+
+def _record(mode: str, times: list[float], batch_size: int, input_size, warmup: int, settings: RunSettings,
+            clock: str = "wall") -> dict:
     batch_s = statistics.median(times)
-    return {"mode": mode, "batch_size": batch_size, "input_size": list(input_size), "warmup": warmup,
+    return {"mode": mode, "clock": {"wall": "elapsed time", "cpu": "CPU time"}[clock],
+            "batch_size": batch_size, "input_size": list(input_size), "warmup": warmup,
             "repeats": len(times), "ms_per_batch": 1000 * batch_s, "ms_per_image": 1000 * batch_s / batch_size,
             "img_per_s": batch_size / batch_s, "times_ms": [round(1000 * t, 4) for t in times],
             **settings.describe(), "hardware": hardware(settings.device)}
 
 
-def _setup(model, input_size, batch_size, device, settings):
+def _setup(model, input_size, batch_size, device, settings, clock):
     settings = settings or RunSettings.for_device(pick_device(device))
+    _check_clock(clock, settings)
     model = settings.prepare_model(copy.deepcopy(model))  # never move or change the caller's model
     x = torch.randn(batch_size, *input_size, generator=torch.Generator().manual_seed(0))
     x = settings.to_device(x)                                   # (B, C, H, W)
@@ -70,24 +89,26 @@ def _setup(model, input_size, batch_size, device, settings):
 
 
 def measure_latency(model: nn.Module, *, batch_size: int = 64, input_size=(3, 32, 32), warmup: int = 3,
-                    repeats: int = 10, device=None, settings: RunSettings | None = None) -> dict:
+                    repeats: int = 10, device=None, settings: RunSettings | None = None,
+                    clock: str = "wall") -> dict:
     """Inference latency (ms per image) and throughput (img/s): median of ``repeats`` batches."""
-    _check(batch_size, warmup, repeats)
-    model, x, settings = _setup(model, input_size, batch_size, device, settings)
+    _check(batch_size, warmup, repeats, clock)
+    model, x, settings = _setup(model, input_size, batch_size, device, settings, clock)
     model.eval()
 
     def forward():
         with torch.inference_mode(), settings.autocast():
             model(x)
-    return _record("inference", _time(forward, settings.device, warmup, repeats), batch_size, input_size,
-                   warmup, settings)
+    return _record("inference", _time(forward, settings.device, warmup, repeats, clock), batch_size, input_size,
+                   warmup, settings, clock)
 
 
 def measure_train_speed(model: nn.Module, *, batch_size: int = 64, input_size=(3, 32, 32), num_classes: int = 10,
-                        warmup: int = 2, repeats: int = 5, device=None, settings: RunSettings | None = None) -> dict:
+                        warmup: int = 2, repeats: int = 5, device=None, settings: RunSettings | None = None,
+                        clock: str = "wall") -> dict:
     """Training step time (forward + backward + SGD update): ms per image and img/s."""
-    _check(batch_size, warmup, repeats)
-    model, x, settings = _setup(model, input_size, batch_size, device, settings)
+    _check(batch_size, warmup, repeats, clock)
+    model, x, settings = _setup(model, input_size, batch_size, device, settings, clock)
     model.train()
     y = settings.to_device(torch.randint(0, num_classes, (batch_size,), generator=torch.Generator().manual_seed(0)))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -100,7 +121,8 @@ def measure_train_speed(model: nn.Module, *, batch_size: int = 64, input_size=(3
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-    return _record("train", _time(step, settings.device, warmup, repeats), batch_size, input_size, warmup, settings)
+    return _record("train", _time(step, settings.device, warmup, repeats, clock), batch_size, input_size, warmup,
+                   settings, clock)
 
 
 def benchmark(model: nn.Module, *, input_size=(3, 32, 32), train: bool = False, **kwargs) -> dict:

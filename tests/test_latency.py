@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib.device import RunSettings
 from course_lib.latency import benchmark, count_macs, measure_latency, measure_train_speed
 
 
@@ -45,3 +46,14 @@ def test_benchmark_bundles_params_macs_latency():
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="batch_size"):
         measure_latency(_tiny(), batch_size=0)
+
+
+def test_cpu_clock_is_recorded_and_refused_on_a_gpu():
+    rec = measure_latency(_tiny(), batch_size=4, warmup=0, repeats=2, clock="cpu")
+    assert rec["clock"] == "CPU time" and rec["ms_per_image"] > 0
+    assert measure_train_speed(_tiny(), batch_size=4, warmup=0, repeats=1)["clock"] == "elapsed time"
+    gpu = RunSettings.for_device(torch.device("cuda"), bf16_supported=True)  # no GPU needed: refused first
+    with pytest.raises(ValueError, match="clock='wall'"):
+        measure_latency(_tiny(), clock="cpu", settings=gpu)
+    with pytest.raises(ValueError, match="unknown clock 'gpu'"):
+        measure_latency(_tiny(), clock="gpu")
