@@ -54,6 +54,16 @@ REPORT_TABLE1 = {
     "ResNeSt-14-1s1x40d": (5.44, 0.1435, 6967, 61.22), "ResNeSt-14-1s2x64d": (13.63, 0.1307, 7646, 62.95),
     "ResNeSt-14-2s1x64d": (8.58, 0.1545, 6471, 62.64),
 }
+# The differences the report reads a conclusion from, each (variant, baseline)
+TABLE1_PAIRS = (
+    ("ResNeSt-14-0s1x64d", "ResNet-14-0s1x64d"),   # ResNeSt's stem and shortcut, same plain block
+    ("ResNet-14-1s1x64d", "ResNet-14-0s1x64d"),    # radix-1 block in the ResNet body
+    ("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d"),  # radix 1 against the plain block
+    ("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),  # radix 2 against radix 1
+    ("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d"),  # cardinality 2 against 1
+    ("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d"),  # width 40 against 64
+    ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d"),   # the full change
+)
 TABLE2 = ("ResNeSt-14", "ResNeSt-26", "ResNeSt-32", "ResNeSt-50", "ResNeSt-101", "ResNet-18",
           "EfficientNet-b0", "EfficientNet-b1", "EfficientNet-b2", "EfficientNet-b3")
 REPORT_TABLE2 = {  # ResNeSt-26 is not in the report
