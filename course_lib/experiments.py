@@ -86,7 +86,7 @@ class Spec:
     'cifar10' (the weights of this profile's CIFAR-10 pretraining run of the same model).
     """
     chapter: str
-    group: str                   # table | fullscale | pretrain | finetune
+    group: str                   # table | fullscale | recipe | pretrain | finetune
     label: str                   # the row name in the chapter's table
     model: str                   # a name for course_lib.create_model
     recipe: str                  # 'report' | 'book' | 'finetune'
@@ -164,6 +164,10 @@ def study(chapter: str, profile: str) -> list[Spec]:
         for recipe, prio in (("report", 20), ("book", 50)):
             out.append(Spec("06", "fullscale", f"ResNeSt-14-2s1x64d ({recipe} recipe)", "ResNeSt-14-2s1x64d",
                             recipe, 0, prio, **_cifar(f), fields=_fields(epochs=f["epochs"])))
+        # the book's recipe at Table I's scale and seeds, against Table I's report-recipe runs
+        for seed in s["seeds"]:
+            out.append(Spec("06", "recipe", "ResNeSt-14-2s1x64d (book recipe)", "ResNeSt-14-2s1x64d", "book",
+                            seed, 60 + seed, **_cifar(s), fields=_fields(epochs=s["epochs"])))
     elif chapter == "07":
         s = SCALES["07"][profile]
         for seed in s["seeds"]:

@@ -22,8 +22,9 @@ def test_profiles_are_well_formed(profile):
         assert specs, (chapter, profile)
         keys = [ex.run_key(s) for s in specs]
         dups = {s.label for s in specs if keys.count(ex.run_key(s)) > 1}
-        # only the report-recipe full-scale row may be the Table I row itself (smoke, full)
-        assert dups <= {"ResNeSt-14-2s1x64d", "ResNeSt-14-2s1x64d (report recipe)"}, dups
+        # only the full-scale rows may be a Table I or recipe row itself (smoke, full)
+        assert dups <= {"ResNeSt-14-2s1x64d", "ResNeSt-14-2s1x64d (report recipe)",
+                        "ResNeSt-14-2s1x64d (book recipe)"}, dups
         for s in specs:
             parse_name(s.model)                                  # every model has a name create_model knows
             assert s.recipe in ("report", "book", "finetune")
@@ -34,10 +35,17 @@ def test_profiles_are_well_formed(profile):
     assert sorted({s.label for s in table1}) == sorted(ex.TABLE1)
     assert all(s.recipe == "report" for s in table1)
     assert {s.label for s in ex.study("07", profile)} == set(ex.TABLE2)
-    # the priority order of the brief: Table I seed 0 first, the book-recipe full-scale run last
+    # the priority order of the brief: Table I seed 0 first, then the report-recipe full-scale run;
+    # the book's recipe (full scale, then at Table I's scale) last
     order = ex.all_specs(profile)
     assert order[0].chapter == "06" and order[0].group == "table" and order[0].seed == 0
-    assert order[-1].group == "fullscale" and order[-1].recipe == "book"
+    assert [s.recipe for s in order if s.group in ("fullscale", "recipe")][-1] == "book"
+    kinds = [(s.group, s.recipe) for s in order]
+    last = [k for k in kinds if k in (("fullscale", "book"), ("recipe", "book"))]
+    assert last and kinds[-len(last):] == last
+    recipe = [s for s in ex.study("06", profile) if s.group == "recipe"]
+    assert [(s.seed, s.images, s.epochs) for s in recipe] == [(s.seed, s.images, s.epochs) for s in table1
+                                                              if s.label == "ResNeSt-14-2s1x64d"]
 
 
 def test_profile_scales():

@@ -252,6 +252,20 @@ A training curve that climbs far above its validation curve is the overfitting
 the report describes. Compare how far apart each recipe's two curves end, and
 which validation curve ends higher.
 
+### The two recipes at Table I's scale
+
+One full-scale run per recipe is one seed each. To see whether the book's recipe
+wins by more than the seed spread, ResNeSt-14-2s1x64d is also trained with it at
+Table I's scale and seeds, and compared with the same network's report-recipe runs
+from Table I by the same Welch test.
+"""),
+    code("""
+both = runs[(runs.label == "ResNeSt-14-2s1x64d") & (runs.group == "table") | (runs.group == "recipe")]
+print(ex.setting(both, PROFILE, "06"))
+ex.compare(both.assign(group="recipe"), [("ResNeSt-14-2s1x64d (book recipe)", "ResNeSt-14-2s1x64d")],
+           group="recipe")
+"""),
+    md("""
 ## Exercises
 
 1. Pick the pair with the largest difference in the Welch table. How many seeds
