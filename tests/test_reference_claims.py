@@ -36,3 +36,31 @@ def test_chapter6_table1_claims():
     assert by.mean().idxmax() == "ResNeSt-14-0s1x64d" and "ResNeSt-14-0s1x64d has the best mean" in text
     assert by.std().idxmax() == "ResNeSt-14-2s1x64d" and "widest spread" in text
 
+
+
+def _histories(chapter: str, group: str) -> dict:
+    out = {}
+    for spec in ex.study(chapter, "cpu"):
+        rec = ex.find(spec, ex.results_dir("cpu"))
+        if spec.group == group and rec and rec.get("status") == "finished":
+            out[spec.label] = rec
+    return out
+
+
+def test_chapter7_table2_claims():
+    recs = _histories("07", "table")
+    if len(recs) < len(ex.TABLE2):
+        pytest.skip("Table II reference runs are not all committed")
+    text = _source("07")
+    acc = {k: 100 * r["test_acc"] for k, r in recs.items()}
+    assert max(acc, key=acc.get) == "ResNet-18" and f"most accurate ({acc['ResNet-18']:.1f}%)" in text
+    stuck = [k for k in acc if k.startswith("EfficientNet")] + ["ResNeSt-101"]
+    lo, hi = min(acc[k] for k in stuck), max(acc[k] for k in stuck)
+    assert f"chance ({lo:.1f}% to {hi:.1f}%)" in text and hi < 13
+    first = {k: r["history"][0]["train_loss"] for k, r in recs.items()}
+    assert first["ResNet-18"] < 2.5 and all(v > 3.5 for k, v in first.items() if k != "ResNet-18")
+    assert all(h["train_loss"] >= 3.0 for k, r in recs.items() if k.startswith("EfficientNet") for h in r["history"])
+    latency = ex.load_latency("cpu")
+    import pandas as pd
+    both = pd.DataFrame({k: {"ms": latency[k]["latency"]["ms_per_image"], "acc": acc[k]} for k in acc}).T
+    assert both.ms.rank().corr(both.acc.rank()) < -0.3 and "clearly negative" in text
