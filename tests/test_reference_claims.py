@@ -64,3 +64,22 @@ def test_chapter7_table2_claims():
     import pandas as pd
     both = pd.DataFrame({k: {"ms": latency[k]["latency"]["ms_per_image"], "acc": acc[k]} for k in acc}).T
     assert both.ms.rank().corr(both.acc.rank()) < -0.3 and "clearly negative" in text
+
+
+def test_chapter8_transfer_claims():
+    recs = {**_histories("08", "pretrain"), **_histories("08", "finetune")}
+    if len(recs) < 3 * len(ex.TRANSFER_MODELS):
+        pytest.skip("transfer reference runs are not all committed")
+    text = _source("08")
+    assert "nothing transferred" in text
+    pre = [round(100 * recs[f"{m} (CIFAR-10 pretraining)"]["test_acc"]) for m in ex.TRANSFER_MODELS]
+    assert pre == [26, 26] and "reached only 26% test accuracy" in text
+    pct = {k: f"{100 * r['test_acc']:.1f}%" for k, r in recs.items()}
+    assert (f"end at {pct['ResNeSt-50 (CIFAR-10 weights)']} (ResNeSt-50) and {pct['ResNet-50 (CIFAR-10 weights)']} "
+            f"(ResNet-50) on hotdog64") in text
+    assert f"end at {pct['ResNeSt-50 (from scratch)']} and {pct['ResNet-50 (from scratch)']}." in text
+    for m in ex.TRANSFER_MODELS:
+        tuned, scratch = recs[f"{m} (CIFAR-10 weights)"], recs[f"{m} (from scratch)"]
+        assert all(abs(h["train_loss"] - 0.693) < 0.06 for h in tuned["history"])   # "about ln 2"
+        a, b = tuned["test_acc"], scratch["test_acc"]
+        assert abs(a - b) / ((a * (1 - a) + b * (1 - b)) / 400) ** 0.5 < 2          # "no difference reaches 2 SE"
