@@ -183,7 +183,7 @@ profile prints its own tables above): **nothing transferred.** The CIFAR-10
 pretraining, 10,000 images for 5 epochs, reached only 26% test accuracy on
 CIFAR-10, so the features it hands on are weak. Fine-tuned at the report's small
 rate, both pretrained networks keep a training loss of about
-$\ln 2 \approx 0.69$, the loss of a coin flip between two classes, for all five
+$\\ln 2 \\approx 0.69$, the loss of a coin flip between two classes, for all five
 epochs, and end at 53.5% (ResNeSt-50) and 53.2% (ResNet-50) on hotdog64's 400
 balanced test photos, where guessing gives 50%. Trained from scratch at ten
 times the rate, the same networks end at 53.0% and 59.0%. No difference reaches two standard errors.
