@@ -196,7 +196,8 @@ weights of the `full` profile.
 
 1. Fine-tune with the whole network at the classifier's rate
    (`course_lib.run(..., recipe="finetune", head_lr_mult=1.0, lr=5e-4)`). Does the
-   pretrained start still beat the scratch run?
+   pretrained start now beat the scratch run, and is the gap larger than two
+   standard errors?
 2. Freeze the backbone and train only the classifier (a linear probe). Which of
    the two pretrained networks gives the better probe?
 """),
