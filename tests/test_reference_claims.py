@@ -83,3 +83,21 @@ def test_chapter8_transfer_claims():
         assert all(abs(h["train_loss"] - 0.693) < 0.06 for h in tuned["history"])   # "about ln 2"
         a, b = tuned["test_acc"], scratch["test_acc"]
         assert abs(a - b) / ((a * (1 - a) + b * (1 - b)) / 400) ** 0.5 < 2          # "no difference reaches 2 SE"
+
+
+def test_chapter6_fullscale_claims():
+    recs = _histories("06", "fullscale")
+    if len(recs) < 2:
+        pytest.skip("full-scale reference runs are not both committed")
+    text = _source("06")
+    report, book = recs["ResNeSt-14-2s1x64d (report recipe)"], recs["ResNeSt-14-2s1x64d (book recipe)"]
+    assert f"reaches {100 * report['test_acc']:.2f}% test accuracy, " \
+           f"{100 * report['test_acc'] - ex.REPORT_TABLE1['ResNeSt-14-2s1x64d'][3]:.2f} points above" in text
+    gain = 100 * (book["test_acc"] - report["test_acc"])
+    assert f"reaches {100 * book['test_acc']:.2f}% with the same network" in text and f"{gain:.2f} points more" in text
+    table = _finished("06", "table")
+    worst = (table.test_acc.astype(float) * 100).groupby(table.label).std().max()
+    assert 3.25 <= gain / worst < 3.75 and "three and a half times the largest" in text
+    for rec, name in ((book, "Its two curves end"), (report, "the report recipe's")):
+        last = rec["history"][-1]
+        assert f"{name} {100 * (last['train_acc'] - last['val_acc']):.1f} points" in text
