@@ -101,3 +101,16 @@ def test_chapter6_fullscale_claims():
     for rec, name in ((book, "Its two curves end"), (report, "the report recipe's")):
         last = rec["history"][-1]
         assert f"{name} {100 * (last['train_acc'] - last['val_acc']):.1f} points" in text
+
+
+def test_chapter6_recipe_claims():
+    runs = ex.collect("06", "cpu")
+    book = runs[(runs.group == "recipe") & (runs.status == "finished")]
+    if len(book) < 3:
+        pytest.skip("the book-recipe runs at Table I's scale are not all committed")
+    report = runs[(runs.group == "table") & (runs.label == "ResNeSt-14-2s1x64d")]
+    a, b = book.test_acc.astype(float) * 100, report.test_acc.astype(float) * 100
+    text = _source("06")
+    assert f"reaches {a.mean():.2f} ± {a.std():.2f}% against {b.mean():.2f} ± {b.std():.2f}%" in text
+    w = ex.welch(a, b)
+    assert w["diff"] < 0 and f"difference of {w['diff']:.2f} points" in text and f"(p = {w['p']:.2f})" in text
