@@ -274,8 +274,7 @@ from Table I by the same Welch test.
     code("""
 both = runs[(runs.label == "ResNeSt-14-2s1x64d") & (runs.group == "table") | (runs.group == "recipe")]
 print(ex.setting(both, PROFILE, "06"))
-ex.compare(both.assign(group="recipe"), [("ResNeSt-14-2s1x64d (book recipe)", "ResNeSt-14-2s1x64d")],
-           group="recipe")
+ex.compare(both.assign(group="recipe"), [(ex.RECIPE_ROW, "ResNeSt-14-2s1x64d")], group="recipe")
 """),
     md("""
 What the book's committed `cpu` runs say: at Table I's scale the book's recipe
