@@ -25,6 +25,7 @@ import time
 import torch
 from torch import nn
 
+from .bench import CLOCKS
 from .cost import count_macs, count_params  # noqa: F401  (one counter for the whole book)
 from .device import RunSettings, hardware, pick_device
 
@@ -34,9 +35,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def _time(fn, device: torch.device, warmup: int, repeats: int, clock: str = "wall") -> list[float]:
@@ -54,14 +52,14 @@ def _time(fn, device: torch.device, warmup: int, repeats: int, clock: str = "wal
     return times
 
 
-def _check(batch_size: int, warmup: int, repeats: int, clock: str = "wall") -> None:
+def _check(batch_size: int, warmup: int, repeats: int) -> None:
     if batch_size < 1 or warmup < 0 or repeats < 1:
         raise ValueError(f"need batch_size >= 1, warmup >= 0 and repeats >= 1; got {batch_size}, {warmup}, {repeats}")
-    if clock not in CLOCKS:
-        raise ValueError(f"unknown clock {clock!r}: use one of {sorted(CLOCKS)}")
 
 
 def _check_clock(clock: str, settings: RunSettings) -> None:
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: use one of {sorted(CLOCKS)}")
     if clock == "cpu" and settings.device.type != "cpu":
         raise ValueError(f"clock='cpu' measures CPU time, which misses the work of a {settings.device.type} "
                          "device: use clock='wall' there")
@@ -92,7 +90,7 @@ def measure_latency(model: nn.Module, *, batch_size: int = 64, input_size=(3, 32
                     repeats: int = 10, device=None, settings: RunSettings | None = None,
                     clock: str = "wall") -> dict:
     """Inference latency (ms per image) and throughput (img/s): median of ``repeats`` batches."""
-    _check(batch_size, warmup, repeats, clock)
+    _check(batch_size, warmup, repeats)
     model, x, settings = _setup(model, input_size, batch_size, device, settings, clock)
     model.eval()
 
@@ -107,7 +105,7 @@ def measure_train_speed(model: nn.Module, *, batch_size: int = 64, input_size=(3
                         warmup: int = 2, repeats: int = 5, device=None, settings: RunSettings | None = None,
                         clock: str = "wall") -> dict:
     """Training step time (forward + backward + SGD update): ms per image and img/s."""
-    _check(batch_size, warmup, repeats, clock)
+    _check(batch_size, warmup, repeats)
     model, x, settings = _setup(model, input_size, batch_size, device, settings, clock)
     model.train()
     y = settings.to_device(torch.randint(0, num_classes, (batch_size,), generator=torch.Generator().manual_seed(0)))

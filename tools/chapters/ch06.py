@@ -238,7 +238,9 @@ for r in full.itertuples():
     drawn += 1
 ax.set_xlabel("epoch")
 ax.set_ylabel("accuracy (%)")
-ax.set_title(f"ResNeSt-14-2s1x64d, CIFAR-10 (45,000 training images), seed 0, '{PROFILE}' profile", fontsize=9)
+hw = next((h for h in full.hardware if h), "no run finished yet")
+ax.set_title(f"ResNeSt-14-2s1x64d, CIFAR-10 ({int(full.train_images.iloc[0]):,} training images), "
+             f"{full.epochs.iloc[0]} epochs, seed 0, '{PROFILE}' profile\\n{hw}", fontsize=9)
 if drawn:
     ax.legend(fontsize=8)
 else:

@@ -160,7 +160,7 @@ ax.set(xlabel="epoch", ylabel="training loss")
 ax.grid(alpha=0.3)
 if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=6, ncol=2)
-ax.set_title(f"Table II runs, '{PROFILE}' profile: {where.splitlines()[0] if where else 'no runs yet'}", fontsize=8)
+ax.set_title(f"Table II runs, '{PROFILE}' profile: {where.replace(chr(10), ', ') if where else 'no runs yet'}", fontsize=8)
 fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '07')}", fontsize=7, color="0.4")
 fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),

@@ -139,7 +139,7 @@ fig.text(0.01, 0.005, f"reproduce: {ex.command(PROFILE, '08')}", fontsize=7, col
 fig.tight_layout(rect=(0, 0.04, 1, 1))
 """),
     code("""
-fig, ax = plt.subplots(figsize=(6, 3.4))
+fig, ax = plt.subplots(figsize=(8, 3.8))
 drawn = 0
 for spec in ex.study("08", PROFILE):
     if spec.group != "finetune":
@@ -152,8 +152,9 @@ for spec in ex.study("08", PROFILE):
             label=spec.label, color=f"C{drawn}")
     drawn += 1
 ax.set_xlabel("epoch")
-ax.set_ylabel("training loss (summed per batch, mean per image)")
-ax.set_title(f"Fine-tuning, '{PROFILE}' profile", fontsize=9)
+ax.set_ylabel("training loss per image")
+ax.set_title(f"Fine-tuning, '{PROFILE}' profile: {data}, {imgs}, {fine.epochs.iloc[0]} epochs, seed 0\\n{hw}",
+             fontsize=8)
 if drawn:
     ax.legend(fontsize=7)
 else:
