@@ -1,8 +1,17 @@
-"""Speed of course_lib's blocks against timm's, as median ratios (CPU).
+"""Speed of course_lib's blocks against timm's, and of the engine's fast path, as median ratios (CPU).
 
     python -m course_lib.bench                 # the full run (a few minutes on 2 cores)
     python -m course_lib.bench --repeats 3     # quicker, noisier
     python -m course_lib.bench --threads 0 --clock wall   # torch's threads, elapsed time
+    python -m course_lib.bench --fast-path [--compile]    # bf16 + channels-last against fp32 eager
+
+``--fast-path`` times one training step (batch 128, 32x32, SGD) of ResNeSt-14-2s1x64d,
+ResNet-14-0s1x64d and ResNeSt-50 in float32 eager mode (the reference) and with the
+settings the engine picks on this CPU (``RunSettings.for_device``: bfloat16 autocast
+and channels-last where the CPU has AVX512-BF16 or AMX), optionally also through
+``torch.compile``; every variant of a network starts from the same weights, and the
+variants alternate within each repeat. It prints each variant's images per second and
+its ratio over the reference; run it on an otherwise idle machine (wall clock, all threads).
 
 For ResNeSt-14 and ResNeSt-50 (timm ``resnest14d``/``resnest50d``, 10 classes),
 course_lib's network gets timm's weights, so both compute the same thing. Each
@@ -138,28 +147,92 @@ def bench_layouts(batch: int, channels: int, size: int, repeats: int, warmup: in
                   f"ratio cardinal/radix {_ratio(times, 'cardinal', 'radix'):.3f}")
 
 
+def _settings_step(model: nn.Module, settings, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+    """One SGD training step of ``model`` under ``settings`` (precision, channels-last, compile)."""
+    model = settings.prepare_model(model).train()
+    forward = settings.compiled(model)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        with settings.autocast():
+            logits = forward(x)
+        loss = loss_fn(logits.float(), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return run
+
+
+FAST_PATH_MODELS = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d", "ResNeSt-50")
+
+
+def bench_fast_path(names=FAST_PATH_MODELS, batch: int = 128, size: int = 32, repeats: int = 10,
+                    warmup: int = 2, clock: str = "wall", with_compile: bool = False) -> dict:
+    """Train-step speed of the engine's CPU settings over float32 eager; returns {model: {variant: ratio}}."""
+    import copy
+    from .device import RunSettings
+    variants = {"fp32 eager": RunSettings.for_device("cpu", precision="fp32")}
+    fast = RunSettings.for_device("cpu")
+    if fast.precision != "fp32" or fast.channels_last:
+        variants[f"{fast.precision}{' + channels-last' if fast.channels_last else ''}"] = fast
+    if with_compile:
+        variants[f"{fast.precision} + compile"] = RunSettings.for_device("cpu", compile=True)
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+    out = {}
+    for name in names:
+        base = create_model(name, num_classes=10)
+        fns = {v: _settings_step(copy.deepcopy(base), s, x, y) for v, s in variants.items()}
+        times = compare(fns, repeats, warmup, clock)
+        out[name] = {}
+        for v in variants:
+            ratio = _ratio(times, "fp32 eager", v)
+            out[name][v] = ratio
+            print(f"{name:20s} {v:28s} {batch / statistics.median(times[v]):7.1f} img/s  "
+                  f"ratio over fp32 eager {ratio:.3f}", flush=True)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed calls per model (default 15)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per model (default 15)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=None, help="default 64")
     parser.add_argument("--size", type=int, default=32, help="image side (default 32, CIFAR)")
     parser.add_argument("--models", nargs="+", default=["resnest14d", "resnest50d"],
                         help="timm ResNeSt names (default: resnest14d resnest50d)")
     parser.add_argument("--skip-layouts", action="store_true", help="only the networks")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--fast-path", action="store_true",
+                        help="instead: the engine's CPU fast path against fp32 eager, one training step "
+                             "(defaults then: batch 128, 10 repeats, torch's threads, wall clock)")
+    parser.add_argument("--compile", action="store_true", help="with --fast-path: also time torch.compile")
+    parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default 1: on a shared machine a busy neighbour stalls "
                              "multi-threaded runs at every operation, drowning the comparison; "
                              "0 = torch's default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default=None,
                         help="cpu (default): CPU time of this process, not inflated by other "
                              "programs; wall: elapsed time")
     args = parser.parse_args(argv)
+    fast = args.fast_path
+    args.repeats = args.repeats or (10 if fast else 15)
+    args.batch = args.batch or (128 if fast else 64)
+    args.threads = (0 if fast else 1) if args.threads is None else args.threads
+    args.clock = args.clock or ("wall" if fast else "cpu")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.clock} clock, "
           f"batch {args.batch}, {args.size}x{args.size}, {args.repeats} interleaved repeats "
           f"after {args.warmup} warm-up, medians")
+    if fast:
+        bench_fast_path(batch=args.batch, size=args.size, repeats=args.repeats, warmup=args.warmup,
+                        clock=args.clock, with_compile=args.compile)
+        return
     bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup, args.clock)
     if not args.skip_layouts:
         bench_layouts(args.batch, 128, 16, args.repeats, args.warmup, args.clock)

@@ -186,6 +186,27 @@ def _find_cifar(root: Path, download: bool):
 _LOADED: dict[str, dict] = {}  # decoded splits, once per process
 
 
+def data_source(dataset: str, root=None) -> dict:
+    """Where a data set is read from (kind and path), with the archive's sha256 when it is a known archive."""
+    root = data_root(root)
+    if dataset == "cifar10":
+        what = _find_cifar(root, download=False)[0] if _has_cifar(root) else "official download"
+    else:
+        found = [root / n for n in ("hotdog", "hotdog64", "hotdog.zip", "hotdog64.tar.gz") if (root / n).exists()]
+        what = f"{'archive' if found[0].is_file() else 'class folders'}: {found[0]}" if found else "official download"
+    path = Path(what.split(": ", 1)[-1])
+    out = {"where": what}
+    if path.name in ARCHIVES and path.is_file():
+        out["archive_sha256"] = ARCHIVES[path.name]  # checked against the file when it was read
+    return out
+
+
+def _has_cifar(root: Path) -> bool:
+    return any((root / n).exists() for n in ("cifar-10-batches-py", "cifar10-jpeg", "cifar10-jpeg.tar.gz"))
+
+
+
+
 def _cifar_tensors(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Decode CIFAR-10 once, then reuse ``cifar10-uint8.pt`` from the cache dir."""
     source, decode = _find_cifar(root, download)

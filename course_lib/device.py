@@ -1,21 +1,30 @@
 """Where a run computes, and what that choice implies.
 
 ``pick_device()`` prefers CUDA, then Apple's MPS, then the CPU. ``RunSettings``
-turns a device into the speed tricks that pay off on it:
+turns a device into the speed tricks that pay off on it (``precision="auto"``):
 
-=============  ====================  =============  ==========================
-device         mixed precision       channels-last  pinned, non-blocking copy
-=============  ====================  =============  ==========================
-CUDA           bfloat16 if the GPU   yes            yes
+=============  ======================  =============  ==========================
+device         mixed precision         channels-last  pinned, non-blocking copy
+=============  ======================  =============  ==========================
+CUDA           bfloat16 if the GPU     yes            yes
                has it, else float16
                (+ gradient scaling)
-MPS            no                    no             no
-CPU            no                    no             no
-=============  ====================  =============  ==========================
+MPS            no                      no             no
+CPU            bfloat16 if the CPU     with bfloat16  no
+               has AVX512-BF16 or AMX
+=============  ======================  =============  ==========================
 
-``RunSettings.for_device`` is a pure function of the device (and of whether
-the GPU supports bfloat16), so the table above is tested on a machine
-without a GPU.
+On the CPU with bfloat16, ``prepare_model`` also runs every 1x1 convolution
+that meets a 1x1 feature map (the last stage of a ResNeSt on 32x32 images) as
+the matrix product it is: oneDNN's convolution backward is several times slower
+than a matrix product there. Same weights, same names, same result up to rounding.
+
+``python -m course_lib.bench --fast-path --compile`` measures all of it against
+float32 eager. ``torch.compile`` is an option (``compile=True``), off by default.
+
+``RunSettings.for_device`` is a pure function of the device, the requested
+precision and whether the hardware supports bfloat16, so the table above is
+tested on a machine without a GPU.
 """
 from __future__ import annotations
 
@@ -26,9 +35,30 @@ import random
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 DEVICE_TYPES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_supports_bf16(flags: set[str] | None = None) -> bool:
+    """True when oneDNN can run bfloat16 natively here (AVX512-BF16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return torch.backends.mkldnn.is_available() and any(f in flags for f in _BF16_CPU_FLAGS)
 
 
 def _mps_available() -> bool:
@@ -62,17 +92,32 @@ class RunSettings:
     amp_dtype: torch.dtype | None = None   # autocast dtype, None = float32 throughout
     channels_last: bool = False            # NHWC memory format for images and conv weights
     pin_memory: bool = False               # page-locked host copy before an async transfer
+    compile: bool = False                  # train through torch.compile(model)
 
     @classmethod
-    def for_device(cls, device, *, amp: bool = True, bf16_supported: bool | None = None) -> "RunSettings":
-        """The table of the module docstring; ``amp=False`` keeps float32 everywhere."""
+    def for_device(cls, device, *, precision: str = "auto", channels_last: bool | None = None,
+                   compile: bool = False, amp: bool = True, bf16_supported: bool | None = None) -> "RunSettings":
+        """The table of the module docstring.
+
+        ``precision``: 'auto' (the table), 'fp32', 'bf16' or 'fp16'; ``amp=False`` is
+        'fp32'. ``channels_last=None`` follows the table. ``bf16_supported`` overrides
+        the hardware check (for tests).
+        """
         device = pick_device(device)
-        if device.type != "cuda":
-            return cls(device)
-        if bf16_supported is None:
-            bf16_supported = torch.cuda.is_bf16_supported()
-        dtype = (torch.bfloat16 if bf16_supported else torch.float16) if amp else None
-        return cls(device, amp_dtype=dtype, channels_last=True, pin_memory=True)
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        if not amp:
+            precision = "fp32"
+        if precision == "auto":
+            precision = _auto_precision(device, bf16_supported)
+        if precision == "fp16" and device.type == "cpu":
+            raise ValueError("precision 'fp16' needs a GPU: on the CPU use 'bf16' or 'fp32'")
+        if channels_last is None:
+            channels_last = device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
+        return cls(device, amp_dtype=PRECISIONS[precision], channels_last=bool(channels_last),
+                   pin_memory=device.type == "cuda", compile=compile)
 
     @property
     def non_blocking(self) -> bool:
@@ -96,8 +141,19 @@ class RunSettings:
     def grad_scaler(self) -> torch.amp.GradScaler:
         return torch.amp.GradScaler(self.device.type, enabled=self.use_scaler)
 
+    @property
+    def pointwise_matmul(self) -> bool:
+        """1x1 convolutions on 1x1 maps as matrix products (the CPU's bfloat16 path)."""
+        return self.device.type == "cpu" and self.amp_dtype == torch.bfloat16
+
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """Move the model to the device (in channels-last layout if chosen)."""
+        """Move the model to the device (in channels-last layout if chosen).
+
+        With :attr:`pointwise_matmul`, the model's plain 1x1 convolutions become
+        :class:`PointwiseConv2d` in place (same parameters and state-dict keys).
+        """
+        if self.pointwise_matmul:
+            pointwise_as_matmul(model)
         if self.channels_last:
             return model.to(self.device, memory_format=torch.channels_last)
         return model.to(self.device)
@@ -110,8 +166,47 @@ class RunSettings:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=self.non_blocking)
 
+    def compiled(self, model: torch.nn.Module):
+        """The callable a training step runs: ``torch.compile(model)`` or the model itself.
+
+        Checkpoints keep saving ``model``: the compiled wrapper shares its parameters.
+        """
+        return torch.compile(model) if self.compile else model
+
     def describe(self) -> dict:
-        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last}
+        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+                "compile": self.compile, "pointwise_matmul": self.pointwise_matmul}
+
+
+class PointwiseConv2d(torch.nn.Conv2d):
+    """A 1x1 convolution that runs as a matrix product when its input map is 1x1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (1, 1):
+            return super().forward(x)
+        y = F.linear(x.flatten(1), self.weight.flatten(1), self.bias)   # (N, C_out)
+        return y[..., None, None]                                        # (N, C_out, 1, 1)
+
+
+def pointwise_as_matmul(model: torch.nn.Module) -> int:
+    """Turn the plain 1x1 convolutions of ``model`` into :class:`PointwiseConv2d`; returns how many."""
+    n = 0
+    for m in model.modules():
+        if (type(m) is torch.nn.Conv2d and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1
+                and m.padding in ((0, 0), 0) and m.dilation == (1, 1)):
+            m.__class__ = PointwiseConv2d
+            n += 1
+    return n
+
+
+def _auto_precision(device: torch.device, bf16_supported: bool | None) -> str:
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+        return "bf16" if ok else "fp16"
+    if device.type == "cpu":
+        ok = cpu_supports_bf16() if bf16_supported is None else bf16_supported
+        return "bf16" if ok else "fp32"
+    return "fp32"
 
 
 def cpu_name() -> str:

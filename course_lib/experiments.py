@@ -102,6 +102,8 @@ class Spec:
     image_size: int | None = None
     init: str = "scratch"
     fields: tuple = ()           # recipe changes, as sorted (name, value) pairs
+    precision: str = "fp32"      # 'fp32' | 'bf16' | 'fp16' | 'auto' (resolved on the machine that asks)
+    channels_last: bool = False
 
     @property
     def recipe_fields(self) -> dict:
@@ -115,7 +117,16 @@ class Spec:
     def describe(self) -> str:
         imgs = "all" if self.images is None else f"{self.images:,}"
         return (f"ch{self.chapter} {self.group:9s} {self.label:34s} seed {self.seed}  {self.dataset} "
-                f"{imgs} images, {self.epochs} epochs, recipe {self.recipe}, init {self.init}")
+                f"{imgs} images, {self.epochs} epochs, recipe {self.recipe}, init {self.init}"
+                + ("" if self.precision == "fp32" else f", {self.precision}"))
+
+    def numerics(self) -> dict:
+        """precision, channels_last, compile as they enter the run's configuration."""
+        if self.precision != "auto":
+            return {"precision": self.precision, "channels_last": self.channels_last, "compile": False}
+        from .device import RunSettings, pick_device
+        s = RunSettings.for_device(pick_device())
+        return {"precision": s.precision, "channels_last": s.channels_last, "compile": False}
 
 
 def _fields(**changes) -> tuple:
@@ -194,10 +205,77 @@ def study(chapter: str, profile: str) -> list[Spec]:
     return out
 
 
-def all_specs(profile: str, chapter: str | None = None) -> list[Spec]:
-    """Every run of a profile (or of one chapter), in training order; duplicates dropped."""
+# ------------------------------------------------------------------------------- the study protocol
+# The runs that answer the report's questions (one recipe, 'study'; sized to the seed noise).
+# They train with bfloat16 autocast and channels-last (course_lib.device) and live beside the
+# report-recipe runs above, which stay as the chapters' lesson on recipes.
+PROBE_LRS = (0.05, 0.1, 0.2)        # the peak rates the 1-epoch probe tries
+STUDY_LR = None                     # the peak rate the probe chose (None until it has run)
+MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
+PROBE_MODEL = "ResNeSt-14-2s1x64d"
+STUDY_SCALES = {
+    "smoke": dict(**SMOKE, epochs=1, seeds=(0,), extra_seeds=(), probe=dict(**SMOKE),
+                  precision_check=dict(**SMOKE, epochs=1, seeds=(0,))),
+    "cpu": dict(images=None, epochs=10, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
+                precision_check=dict(images=10_000, epochs=5, seeds=(0, 1))),
+    "full": dict(images=None, epochs=20, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
+                 precision_check=None),
+}
+STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
+                  "cpu": dict(precision="bf16", channels_last=True),
+                  "full": dict(precision="auto", channels_last=True)}
+
+
+def _steps_per_epoch(images: int | None, batch_size: int = 256) -> int:
+    n = 45_000 if images is None else images
+    return max(1, -(-n // batch_size))
+
+
+def protocol(chapter: str, profile: str) -> list[Spec]:
+    """The study runs of one chapter under one profile (see STUDY_SCALES)."""
+    check_profile(profile)
+    chapter = check_chapter(chapter)
+    s, num = STUDY_SCALES[profile], STUDY_NUMERICS[profile]
+    out: list[Spec] = []
+    if chapter != "06":
+        return out
+    # 1 epoch at each peak rate, warm-up over its first half, then cosine to zero
+    p = s["probe"]
+    for lr in PROBE_LRS:
+        out.append(Spec("06", "probe", f"{PROBE_MODEL}, peak lr {lr}", PROBE_MODEL, "study", 0, 1,
+                        **_cifar(p), **num,
+                        fields=_fields(epochs=1, lr=lr, warmup_steps=_steps_per_epoch(p["images"]) // 2)))
+    if STUDY_LR is None:
+        return out  # the rest waits for the probe's choice
+    c = s["precision_check"]
+    if c:  # the same runs in float32 and in bfloat16 (warm-up 1 epoch: 200 steps in all)
+        for seed in c["seeds"]:
+            for prec, cl in (("fp32", False), ("bf16", True)):
+                out.append(Spec("06", "precision", f"{PROBE_MODEL}, {prec}", PROBE_MODEL, "study", seed, 2,
+                                **_cifar(c), precision=prec, channels_last=cl,
+                                fields=_fields(epochs=c["epochs"], lr=STUDY_LR,
+                                               warmup_steps=_steps_per_epoch(c["images"]))))
+    for seed in s["seeds"]:
+        for name in TABLE1:
+            out.append(Spec("06", "study", name, name, "study", seed, 10 + seed, **_cifar(s), **num,
+                            fields=_fields(epochs=s["epochs"], lr=STUDY_LR)))
+    for seed in s["extra_seeds"]:
+        for name in MAIN_ARMS:
+            out.append(Spec("06", "study", name, name, "study", seed, 80 + seed, **_cifar(s), **num,
+                            fields=_fields(epochs=s["epochs"], lr=STUDY_LR)))
+    return out
+
+
+def all_specs(profile: str, chapter: str | None = None, groups=None) -> list[Spec]:
+    """Every run of a profile (or of one chapter, or of some groups), in training order; duplicates dropped."""
     chapters = [check_chapter(chapter)] if chapter else list(CHAPTERS)
-    specs = [s for ch in chapters for s in study(ch, profile)]
+    specs = [s for ch in chapters for s in (*study(ch, profile), *protocol(ch, profile))]
+    if groups:
+        known = {s.group for ch in CHAPTERS for s in (*study(ch, profile), *protocol(ch, profile))}
+        unknown = sorted(set(groups) - known)
+        if unknown:
+            raise ValueError(f"unknown group(s) {unknown}: the '{profile}' profile has {sorted(known)}")
+        specs = [s for s in specs if s.group in groups]
     order = sorted(range(len(specs)), key=lambda i: (specs[i].priority, i))
     seen, out = set(), []
     for i in order:
@@ -302,7 +380,7 @@ def run_config(spec: Spec) -> dict:
     return engine_config(name or model, _recipe(spec), dataset=spec.dataset, images=spec.images,
                          val_size=val_size, split_seed=0, test_images=spec.test_images,
                          image_size=spec.image_size, seed=spec.seed, num_classes=_num_classes(spec),
-                         overrides={}, arch=arch)
+                         overrides={}, arch=arch, **spec.numerics())
 
 
 _KEYS: dict = {}
@@ -369,7 +447,7 @@ def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, 
         record = run(model, spec.recipe, dataset=spec.dataset, images=spec.images, val_size=spec.val_size,
                      test_images=spec.test_images, image_size=spec.image_size, seed=spec.seed, name=name,
                      results_dir=directory, runs_dir=checkpoints_dir(profile), force=force, progress=progress,
-                     callback=on_epoch, raise_on_divergence=False, **spec.recipe_fields)
+                     callback=on_epoch, raise_on_divergence=False, **spec.numerics(), **spec.recipe_fields)
     except BaseException as err:  # noqa: BLE001 - log the interruption, then let it go on
         log(directory, f"stopped {spec.label} seed {spec.seed}: {type(err).__name__} "
                        f"after {time.perf_counter() - t0:.0f} s (resumes from its checkpoint)")
@@ -470,10 +548,11 @@ def _run_lock(spec: Spec, profile: str):
         yield True
 
 
-def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False) -> list[dict]:
-    """Train every missing run of a profile in priority order (latencies first); returns the records."""
+def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False,
+          groups=None) -> list[dict]:
+    """Train every missing run of a profile in priority order (latencies last); returns the records."""
     directory = results_dir(profile, directory)
-    specs = all_specs(profile, chapter)
+    specs = all_specs(profile, chapter, groups)
     if dry_run:
         for s in specs:
             rec = find(s, directory)
@@ -492,9 +571,104 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
             print(f"[{i}/{len(specs)}] {s.describe()}", flush=True)
             out.append(train_one(s, profile, directory))
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
-    for ch in ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
+    for ch in [] if groups else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
         measure_latencies(ch, profile, directory)
     return out
+
+
+# ------------------------------------------------------------------------------- rerunning one record
+def read_record(path) -> dict:
+    """A record from disk, checked: valid JSON, a configuration, and a key that matches it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such record file")
+    try:
+        rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a valid JSON record ({err}): restore it from git or delete it") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict) or "key" not in rec:
+        raise ValueError(f"{path} is not a run record: it has no 'config' and 'key'")
+    if res.config_key(rec["config"]) != rec["key"]:
+        raise ValueError(f"{path}: its key {rec['key']} does not match its configuration "
+                         f"({res.config_key(rec['config'])}): the record was edited or damaged")
+    return rec
+
+
+def spec_of(key: str) -> tuple[Spec, str] | None:
+    """The (spec, profile) of the book's run with this key, or None."""
+    for profile in PROFILES:
+        for ch in CHAPTERS:
+            for s in (*study(ch, profile), *protocol(ch, profile)):
+                if run_key(s) == key:
+                    return s, profile
+    return None
+
+
+def rerun(path, *, workdir=None, progress: bool = False) -> dict:
+    """Train the run of a stored record again, in a scratch folder, and compare it with the record.
+
+    Returns {stored, new, test_acc difference, identical, seed spread of its siblings}.
+    """
+    import tempfile
+    from .train import run
+    path = Path(path).expanduser()
+    rec = read_record(path)
+    cfg = rec["config"]
+    work = Path(workdir or tempfile.mkdtemp(prefix="rerun-"))
+    found = spec_of(rec["key"])
+    if found:
+        spec, profile = found
+        model, name = _factory(spec, profile, path.parent)
+    elif cfg.get("arch") is None:
+        model, name = cfg["model"], None
+    else:
+        raise ValueError(f"{path}: this run trained a model object ({cfg['model']}) that is not one of the "
+                         "book's runs, so it cannot be rebuilt from the record alone")
+    new = run(model, dict(cfg["recipe"]), dataset=cfg["dataset"], images=cfg["images"],
+              val_size=cfg["val_size"], split_seed=cfg["split_seed"], test_images=cfg["test_images"],
+              image_size=cfg["image_size"], seed=cfg["seed"], name=name, num_classes=cfg["num_classes"],
+              model_overrides=cfg.get("overrides") or None, precision=cfg.get("precision", "fp32"),
+              channels_last=cfg.get("channels_last", False), compile=cfg.get("compile", False),
+              results_dir=work / "results", runs_dir=work / "runs", force=True, progress=progress,
+              raise_on_divergence=False)
+    if new["key"] != rec["key"]:
+        raise ValueError(f"rerun of {path} produced another configuration ({new['key']} != {rec['key']}): "
+                         "the code that builds this run has changed since it was recorded")
+    siblings = [r.get("test_acc") for r in res.iter_records(path.parent)
+                if r.get("status") == "finished" and r["key"] != rec["key"]
+                and res.group_key(r["config"]) == res.group_key(cfg)]
+    spread = None
+    if len(siblings) + 1 >= 2 and rec.get("test_acc") is not None:
+        import statistics
+        spread = statistics.stdev([rec["test_acc"], *siblings])
+    same = [h.get("train_loss") for h in rec.get("history", [])] == [h.get("train_loss") for h in new["history"]]
+    out = {"record": str(path), "stored_test_acc": rec.get("test_acc"), "new_test_acc": new.get("test_acc"),
+           "difference": None if rec.get("test_acc") is None or new.get("test_acc") is None
+           else new["test_acc"] - rec["test_acc"],
+           "identical": same and new.get("test_acc") == rec.get("test_acc"),
+           "seed_std": spread, "seeds_in_spread": len(siblings) + 1, "new_record": str(
+               res.record_path(new["config"], work / "results"))}
+    return out
+
+
+def rerun_text(out: dict) -> str:
+    """What ``rerun`` prints: the stored and the new accuracy, and how far apart they are."""
+    if out["difference"] is None:
+        return f"{out['record']}: no test accuracy to compare (stored {out['stored_test_acc']}, new {out['new_test_acc']})"
+    lines = [f"record:  {out['record']}",
+             f"stored test accuracy {100 * out['stored_test_acc']:.2f} %, rerun {100 * out['new_test_acc']:.2f} %, "
+             f"difference {100 * out['difference']:+.2f} points"]
+    if out["identical"]:
+        lines.append("the rerun is identical: same training losses at every epoch, same test accuracy")
+    elif out["seed_std"]:
+        k = abs(out["difference"]) / out["seed_std"]
+        lines.append(f"seed std of this configuration ({out['seeds_in_spread']} seeds): "
+                     f"{100 * out['seed_std']:.2f} points; the difference is {k:.2f} of it "
+                     + ("(within the seed spread)" if k <= 2 else "(OUTSIDE twice the seed spread)"))
+    else:
+        lines.append("no other seed of this configuration is stored, so there is no seed spread to judge by")
+    lines.append(f"new record: {out['new_record']}")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- reading results
@@ -697,12 +871,21 @@ def main(argv=None) -> int:
         p.add_argument("--chapter", default=None, help=f"one of {', '.join(CHAPTERS)} (default: all)")
         p.add_argument("--results", default=None, help="records folder (default results/<profile>/; "
                                                        "smoke: runs/results/smoke/)")
+        if name in ("train", "list"):
+            p.add_argument("--group", action="append", default=None,
+                           help="only the runs of this group (repeatable), e.g. probe, precision, study")
         if name == "run":
             p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                            help="another notebook parameter, checked against the notebook's allowed values")
             p.add_argument("--timeout", type=float, default=None, help="seconds per chapter")
+    p = sub.add_parser("rerun", help="train the run of one record again and compare the result with it")
+    p.add_argument("record", help="a record file, e.g. results/cpu/<model>_cifar10_seed0_<key>.json")
+    p.add_argument("--workdir", default=None, help="where the new record and checkpoint go (default: a temp folder)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "rerun":
+            print(rerun_text(rerun(args.record, workdir=args.workdir, progress=True)))
+            return 0
         if args.command == "run":
             outcomes = run_notebooks(args.profile, args.chapter, dict(args.param), args.results, args.timeout)
             return 0 if all(o["status"] == "ok" for o in outcomes) else 1
@@ -711,7 +894,7 @@ def main(argv=None) -> int:
             for ch in ([check_chapter(args.chapter)] if args.chapter else list(CHAPTERS)):
                 measure_latencies(ch, args.profile, args.results)
             return 0
-        train(args.profile, args.chapter, args.results, dry_run=args.command == "list")
+        train(args.profile, args.chapter, args.results, dry_run=args.command == "list", groups=args.group)
         return 0
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,8 +13,11 @@ Record schema (``SCHEMA`` = 1)::
     key, config, status ('running' | 'finished' | 'diverged'), error,
     history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...],
     val_acc, val_loss, test_acc, test_loss      # final, None when not measured
-    params, settings {device, precision, channels_last}, hardware {...},
+    params, settings {device, precision, channels_last, compile}, hardware {...},
     torch, course_lib, wall_seconds, started, updated, checkpoint, [latency]
+    since the fast path: versions {python, torch, torchvision, timm, numpy}, git_commit,
+    data {dataset, source, train|val|test: {n, sha256}}, test_predictions {encoding, n,
+    data, labels_sha256}; config gains precision, channels_last, compile
 """
 from __future__ import annotations
 
@@ -62,9 +65,27 @@ def jsonable(value):
     return str(value)
 
 
+# Fields added to the configuration after the first records were written, with the value
+# every one of those runs had (float32, no channels-last, no compile, warm-up in epochs).
+# A field at that value is left out of the hash, so older records keep their keys.
+LEGACY_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
+LEGACY_RECIPE_DEFAULTS = {"warmup_steps": 0}
+
+
+def _keyed(config: dict) -> dict:
+    out = {k: v for k, v in config.items() if not (k in LEGACY_DEFAULTS and v == LEGACY_DEFAULTS[k])}
+    if isinstance(out.get("recipe"), dict):
+        out["recipe"] = {k: v for k, v in out["recipe"].items()
+                         if not (k in LEGACY_RECIPE_DEFAULTS and v == LEGACY_RECIPE_DEFAULTS[k])}
+    return out
+
+
 def config_key(config: dict) -> str:
-    """A stable 12-hex-digit hash of a configuration (order of keys does not matter)."""
-    text = json.dumps(jsonable(config), sort_keys=True, separators=(",", ":"))
+    """A stable 12-hex-digit hash of a configuration (order of keys does not matter).
+
+    Fields of ``LEGACY_DEFAULTS`` at their legacy value do not enter the hash.
+    """
+    text = json.dumps(jsonable(_keyed(config)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import platform
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Recipe:
     weight_decay: float = 1e-4
     schedule: str = "constant"      # constant | cosine (to 0) | linear (to 0), after warm-up
     warmup_epochs: float = 0.0      # linear ramp from lr/steps to lr
+    warmup_steps: int = 0           # the same ramp counted in steps; when > 0 it replaces warmup_epochs
     label_smoothing: float = 0.0
     drop_rate: float | None = 0.2   # dropout before the classifier; None: the model's default
     crop_padding: int = 0           # random crop after zero padding by this many pixels; 0 = off
@@ -71,6 +73,7 @@ class Recipe:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]"),
+            (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps must be an integer >= 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.drop_rate is None or 0 <= self.drop_rate < 1, "drop_rate must be None or in [0, 1)"),
             (isinstance(self.crop_padding, int) and self.crop_padding >= 0, "crop_padding must be an integer >= 0"),
@@ -96,6 +99,10 @@ class Recipe:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def warmup(self, steps_per_epoch: int) -> int:
+        """Warm-up length in optimizer steps (``warmup_steps`` if set, else ``warmup_epochs``)."""
+        return self.warmup_steps or round(self.warmup_epochs * steps_per_epoch)
+
 
 RECIPES: dict[str, Recipe] = {
     # Report, section IV-A. Its learning rate is not given: we use 0.1, the usual SGD
@@ -107,6 +114,13 @@ RECIPES: dict[str, Recipe] = {
     "book": Recipe(name="book", epochs=20, batch_size=256, lr=0.2, momentum=0.9, nesterov=True,
                    weight_decay=5e-4, schedule="cosine", warmup_epochs=1.0, label_smoothing=0.1,
                    drop_rate=0.2, crop_padding=4, flip=True),
+    # The study's recipe (chapters 6-8): the book's, with the warm-up counted in steps
+    # (352 = 2 epochs of 45,000 images at batch 256) so that short runs warm up as long
+    # as long runs; the peak rate comes from the 1-epoch probe of chapter 6
+    # (course_lib.experiments.STUDY_LR); the 10 epochs are set per study.
+    "study": Recipe(name="study", epochs=10, batch_size=256, lr=0.1, momentum=0.9, nesterov=True,
+                    weight_decay=5e-4, schedule="cosine", warmup_steps=352, label_smoothing=0.1,
+                    drop_rate=0.2, crop_padding=4, flip=True),
     # Report, section IV-C (after D2L): fine-tune a pretrained model for 5 epochs, lr 5e-5
     # on the body and 10x on the new classifier, weight decay 1e-3, summed loss as in D2L.
     "finetune": Recipe(name="finetune", epochs=5, batch_size=128, lr=5e-5, momentum=0.9,
@@ -305,22 +319,63 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, settings: RunSettings | None = None,
-             mean=CIFAR10_MEAN, std=CIFAR10_STD, batch_size: int = 500, image_size: int | None = None) -> dict:
-    """Mean cross-entropy and accuracy of ``model`` on uint8 images (N, 3, H, W)."""
+             mean=CIFAR10_MEAN, std=CIFAR10_STD, batch_size: int = 500, image_size: int | None = None,
+             predictions: bool = False) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` on uint8 images (N, 3, H, W).
+
+    ``predictions=True`` adds the predicted class of every image (int64 tensor, N).
+    """
     settings = settings or RunSettings.for_device("cpu")
     was_training = model.training
     model.eval()
     images, labels = settings.to_device(images), settings.to_device(labels)
     loss, correct = torch.zeros((), device=settings.device), torch.zeros((), device=settings.device)
+    preds = []
     for idx in batch_indices(len(labels), batch_size):
         x, y = _prepare(images[idx.to(images.device)], settings, mean, std, image_size), labels[idx.to(labels.device)]
         with settings.autocast():
             logits = model(x).float()                                   # (B, classes)
         loss += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
+        preds.append(logits.argmax(1))
+        correct += (preds[-1] == y).sum()
     model.train(was_training)
     n = max(len(labels), 1)
-    return {"loss": loss.item() / n, "acc": correct.item() / n}
+    out = {"loss": loss.item() / n, "acc": correct.item() / n}
+    if predictions:
+        out["predictions"] = torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.int64)
+    return out
+
+
+def encode_predictions(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Predicted classes of the test images, compact for a JSON record (base64 of uint8).
+
+    ``labels_sha256`` identifies the test set and its order, so that two records are
+    compared image by image (McNemar's test) only when they saw the same images.
+    """
+    import base64
+    import hashlib
+    p = predictions.to("cpu", torch.int64)
+    if len(p) and (int(p.min()) < 0 or int(p.max()) > 255):
+        raise ValueError("encode_predictions stores classes 0..255 only")
+    y = labels.to("cpu", torch.int64).numpy().astype("uint8").tobytes()
+    return {"encoding": "base64-uint8", "n": len(p),
+            "data": base64.b64encode(p.numpy().astype("uint8").tobytes()).decode("ascii"),
+            "labels_sha256": hashlib.sha256(y).hexdigest()}
+
+
+def decode_predictions(blob: dict) -> torch.Tensor:
+    """The int64 tensor (N,) stored by :func:`encode_predictions`; ValueError if damaged."""
+    import base64
+    import binascii
+    if not isinstance(blob, dict) or blob.get("encoding") != "base64-uint8":
+        raise ValueError("test_predictions: expected {'encoding': 'base64-uint8', 'n', 'data'}")
+    try:
+        raw = base64.b64decode(blob["data"], validate=True)
+    except (binascii.Error, KeyError, TypeError) as err:
+        raise ValueError(f"test_predictions: the data is not valid base64 ({err})") from None
+    if len(raw) != blob.get("n"):
+        raise ValueError(f"test_predictions: {len(raw)} predictions stored, the record says {blob.get('n')}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
 
 
 def _prepare(x: torch.Tensor, settings: RunSettings, mean, std, image_size) -> torch.Tensor:
@@ -339,6 +394,7 @@ class _State:
     scaler: torch.amp.GradScaler
     history: list = field(default_factory=list)
     epoch: int = 0  # completed epochs
+    forward: Callable | None = None  # what a training step calls: the model, or torch.compile(model)
 
 
 def save_checkpoint(path: Path, st: _State, key: str | None = None) -> None:
@@ -394,8 +450,8 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
     steps = len(batch_indices(len(ytr), recipe.batch_size, torch.Generator()))
     optimizer = make_optimizer(model, recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, Schedule(
-        recipe.schedule, steps * recipe.epochs, round(recipe.warmup_epochs * steps)))
-    st = _State(model, optimizer, sched, settings.grad_scaler())
+        recipe.schedule, steps * recipe.epochs, min(recipe.warmup(steps), steps * recipe.epochs)))
+    st = _State(model, optimizer, sched, settings.grad_scaler(), forward=settings.compiled(model))
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint and checkpoint.exists():
         _load_checkpoint(checkpoint, st, key)
@@ -426,10 +482,11 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
                 callback(epoch + 1, entry, st.history)
         bar.close()
         t0 = time.perf_counter()
-        final = evaluate(model, *test, **ev) if test is not None else {"loss": None, "acc": None}
+        final = evaluate(model, *test, **ev, predictions=True) if test is not None else {"loss": None, "acc": None}
     last = st.history[-1] if st.history else {}
     return {"history": st.history, "val_acc": last.get("val_acc"), "val_loss": last.get("val_loss"),
             "test_acc": final["acc"], "test_loss": final["loss"], "params": count_params(model),
+            "test_predictions": encode_predictions(final["predictions"], test[1]) if test is not None else None,
             "settings": settings.describe(),
             "wall_seconds": sum(h["seconds"] for h in st.history) + time.perf_counter() - t0}
 
@@ -447,7 +504,7 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
         x = _prepare(augment(xtr[idx], recipe, gen), settings, mean, std, image_size)  # (B, 3, H, W)
         y = ytr[idx]                                                                     # (B,)
         with settings.autocast():
-            logits = st.model(x)                                                         # (B, classes)
+            logits = (st.model if st.forward is None else st.forward)(x)                 # (B, classes)
         if i == 0 and epoch == st.epoch and (logits.ndim != 2 or int(y.max()) >= logits.shape[1]):
             raise ValueError(f"the model outputs {tuple(logits.shape)} but labels go up to {int(y.max())}: "
                              "set num_classes to the number of classes of the data set")
@@ -502,23 +559,29 @@ def _resolve_model(model, name, recipe: Recipe, num_classes: int, overrides: dic
 
 
 def run_config(model_name: str, recipe: Recipe, *, dataset: str, images, val_size, split_seed, test_images,
-               image_size, seed: int, num_classes: int, overrides: dict, arch: str | None) -> dict:
-    """The configuration that keys a run record (device and precision are not part of it)."""
+               image_size, seed: int, num_classes: int, overrides: dict, arch: str | None,
+               precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> dict:
+    """The configuration that keys a run record.
+
+    The device is not part of it; the numerics are (precision, channels-last, compile).
+    """
     return {"model": model_name, "arch": arch, "overrides": dict(sorted(overrides.items())),
             "num_classes": num_classes, "recipe": recipe.as_dict(), "dataset": dataset, "images": images,
             "val_size": val_size, "split_seed": split_seed, "test_images": test_images,
-            "image_size": image_size, "seed": seed}
+            "image_size": image_size, "seed": seed, "precision": precision, "channels_last": channels_last,
+            "compile": compile}
 
 
 RUN_OPTIONS = ("dataset", "images", "val_size", "split_seed", "test_images", "image_size", "seed", "name",
-               "num_classes", "model_overrides", "device", "settings", "results_dir", "runs_dir", "force",
-               "progress", "callback", "raise_on_divergence", "data_root")
+               "num_classes", "model_overrides", "device", "precision", "channels_last", "compile", "settings",
+               "results_dir", "runs_dir", "force", "progress", "callback", "raise_on_divergence", "data_root")
 
 
 def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10", images: int | None = None,
         val_size: int | None = None, split_seed: int = 0, test_images: int | None = None,
         image_size: int | None = None, seed: int = 0, name: str | None = None, num_classes: int | None = None,
-        model_overrides: dict | None = None, device=None, settings: RunSettings | None = None,
+        model_overrides: dict | None = None, device=None, precision: str = "auto",
+        channels_last: bool | None = None, compile: bool = False, settings: RunSettings | None = None,
         results_dir=None, runs_dir=None, force: bool = False, progress: bool | None = None,
         callback: Callable | None = None, raise_on_divergence: bool = True, data_root=None,
         **recipe_fields) -> dict:
@@ -529,7 +592,8 @@ def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10"
     of the recipe (``epochs=3, lr=0.05``). A finished record with the same configuration
     in ``results_dir`` is returned as it is unless ``force``; an interrupted run resumes
     from its checkpoint in ``runs_dir``. ``progress=None`` shows tqdm bars unless the
-    environment sets ``COURSE_PROGRESS=0``.
+    environment sets ``COURSE_PROGRESS=0``. ``precision``, ``channels_last`` and
+    ``compile`` choose the numerics (``RunSettings.for_device``); ``settings`` overrides them.
     """
     unknown = sorted(set(recipe_fields) - set(Recipe.fields()))
     if unknown:
@@ -543,9 +607,12 @@ def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10"
     val_size = spec["val_size"] if val_size is None else val_size
     overrides = dict(model_overrides or {})
     make, model_name, arch = _resolve_model(model, name, recipe, num_classes, overrides, seed)
+    settings = settings or RunSettings.for_device(pick_device(device), precision=precision,
+                                                  channels_last=channels_last, compile=compile)
     config = run_config(model_name, recipe, dataset=dataset, images=images, val_size=val_size, split_seed=split_seed,
                         test_images=test_images, image_size=image_size, seed=seed, num_classes=num_classes,
-                        overrides=overrides, arch=arch)
+                        overrides=overrides, arch=arch, precision=settings.precision,
+                        channels_last=settings.channels_last, compile=settings.compile)
     key = res.config_key(config)
     ckpt = res.runs_dir(runs_dir) / f"{res.record_path(config).stem}.pt"
     found = res.find_record(config, results_dir)
@@ -554,14 +621,14 @@ def run(model, recipe: str | Recipe | dict = "book", *, dataset: str = "cifar10"
         return found
     if force and ckpt.exists():
         ckpt.unlink()
-    settings = settings or RunSettings.for_device(pick_device(device))
     data = load_data(dataset, images=images, val_size=val_size, split_seed=split_seed, test_images=test_images,
                      image_size=image_size if dataset == "hotdog" else None, root=data_root)
     record = {"schema": res.SCHEMA, "key": key, "config": config, "status": "running", "error": None,
               "history": [], "val_acc": None, "val_loss": None, "test_acc": None, "test_loss": None,
               "params": None, "settings": settings.describe(), "hardware": hardware(settings.device),
-              "torch": torch.__version__, "course_lib": _version(), "wall_seconds": None,
-              "started": _now(), "updated": _now(), "checkpoint": ckpt.name}
+              "torch": torch.__version__, "course_lib": _version(), "versions": versions(),
+              "git_commit": git_commit(), "data": data_identity(dataset, data, data_root),
+              "wall_seconds": None, "started": _now(), "updated": _now(), "checkpoint": ckpt.name}
 
     def on_epoch(epoch, entry, history):
         record.update(history=history, updated=_now(), wall_seconds=sum(h["seconds"] for h in history))
@@ -607,6 +674,55 @@ def load_model(record: dict, runs_dir=None, device="cpu") -> nn.Module:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict:
+    """The versions of the libraries a run's numbers depend on."""
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "timm", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the course_lib source tree that runs (with '+dirty' for local edits), or None."""
+    import subprocess
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--",
+                                str(here)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' bytes (shape and dtype included), in order."""
+    import hashlib
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.uint8 else t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_identity(dataset: str, data: dict, root=None) -> dict:
+    """Which data a run saw: the source found, and a sha256 of every split's images and labels."""
+    from .data import data_source
+    out = {"dataset": dataset, "source": data_source(dataset, root)}
+    for split, part in data.items():
+        pair = _pair(part)
+        out[split] = None if pair is None else {"n": len(pair[1]), "sha256": tensor_sha256(*pair)}
+    return out
 
 
 def _version() -> str:

@@ -37,7 +37,7 @@ def test_profiles_are_well_formed(profile):
     assert {s.label for s in ex.study("07", profile)} == set(ex.TABLE2)
     # the priority order of the brief: Table I seed 0 first, then the report-recipe full-scale run;
     # the book's recipe (full scale, then at Table I's scale) last
-    order = ex.all_specs(profile)
+    order = [s for s in ex.all_specs(profile) if s.group not in ("probe", "precision", "study")]
     assert order[0].chapter == "06" and order[0].group == "table" and order[0].seed == 0
     assert [s.recipe for s in order if s.group in ("fullscale", "recipe")][-1] == "book"
     kinds = [(s.group, s.recipe) for s in order]
@@ -46,6 +46,42 @@ def test_profiles_are_well_formed(profile):
     recipe = [s for s in ex.study("06", profile) if s.group == "recipe"]
     assert [(s.seed, s.images, s.epochs) for s in recipe] == [(s.seed, s.images, s.epochs) for s in table1
                                                               if s.label == "ResNeSt-14-2s1x64d"]
+
+
+@pytest.mark.parametrize("profile", ex.PROFILES)
+def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkeypatch):
+    monkeypatch.setattr(ex, "STUDY_LR", None)
+    first = ex.protocol("06", profile)
+    assert [s.group for s in first] == ["probe"] * 3
+    assert sorted(s.recipe_fields["lr"] for s in first) == sorted(ex.PROBE_LRS)
+    assert all(s.epochs == 1 and s.recipe == "study" for s in first)
+    monkeypatch.setattr(ex, "STUDY_LR", 0.1)
+    ex._KEYS.clear()
+    specs = ex.protocol("06", profile)
+    study = [s for s in specs if s.group == "study"]
+    s = ex.STUDY_SCALES[profile]
+    assert len(study) == 7 * len(s["seeds"]) + 3 * len(s["extra_seeds"])
+    assert {x.label for x in study if x.seed in s["extra_seeds"]} <= set(ex.MAIN_ARMS)
+    assert all(x.recipe_fields["lr"] == 0.1 and x.precision == ex.STUDY_NUMERICS[profile]["precision"]
+               for x in study)
+    keys = [ex.run_key(x) for x in specs]
+    assert len(set(keys)) == len(keys)                       # every run is its own configuration
+    legacy = {ex.run_key(x) for ch in ex.CHAPTERS for x in ex.study(ch, profile)}
+    assert not legacy & set(keys)                             # and none is a report-recipe run
+    prec = [x for x in specs if x.group == "precision"]
+    if profile == "cpu":
+        assert sorted((x.precision, x.seed) for x in prec) == [("bf16", 0), ("bf16", 1), ("fp32", 0), ("fp32", 1)]
+        assert [x.group for x in ex.all_specs("cpu", groups=["probe", "precision"])] == ["probe"] * 3 + ["precision"] * 4
+        assert ex.all_specs("cpu")[0].group == "probe"
+    with pytest.raises(ValueError, match="unknown group"):
+        ex.all_specs(profile, groups=["tabel"])
+    ex._KEYS.clear()
+
+
+def test_cpu_study_is_all_images_ten_epochs_bf16():
+    study = [s for s in ex.protocol("06", "cpu") if s.group in ("probe", "study")]
+    assert all(s.images is None and s.precision == "bf16" and s.channels_last for s in study)
+    assert all(s.epochs == 10 for s in study if s.group == "study")
 
 
 def test_profile_scales():

@@ -26,6 +26,15 @@ def test_key_is_stable_and_sensitive_to_every_field():
     assert res.group_key(a) == res.group_key(_config(seed=1)) != res.group_key(_config(lr=0.2))
 
 
+def test_fields_added_later_keep_old_keys_at_their_legacy_value():
+    old = _config()
+    assert res.config_key({**old, "precision": "fp32", "channels_last": False, "compile": False}) == res.config_key(old)
+    assert res.config_key({**old, "recipe": {**old["recipe"], "warmup_steps": 0}}) == res.config_key(old)
+    assert res.config_key({**old, "precision": "bf16"}) != res.config_key(old)
+    assert res.config_key({**old, "compile": True}) != res.config_key(old)
+    assert res.config_key({**old, "recipe": {**old["recipe"], "warmup_steps": 352}}) != res.config_key(old)
+
+
 def test_record_round_trip_is_atomic_and_json(tmp_path):
     cfg = _config()
     rec = {**_record(cfg, 0.5), "history": [{"train_loss": float("nan")}]}

@@ -180,7 +180,42 @@ def test_channels_last_and_bfloat16_autocast_train_on_cpu(real_data_root):
     out = tr.train(Tiny(), data, tr.get_recipe("book", epochs=1, batch_size=64), settings=settings, progress=False)
     h = out["history"][0]
     assert torch.isfinite(torch.tensor(h["train_loss"])) and 0 <= h["val_acc"] <= 1
-    assert out["settings"] == {"device": "cpu", "precision": "bf16", "channels_last": True}
+    assert out["settings"] == {"device": "cpu", "precision": "bf16", "channels_last": True, "compile": False,
+                               "pointwise_matmul": True}
+
+
+def test_record_says_what_ran_on_which_data_and_keeps_the_predictions(dirs):
+    rec = tr.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="bf16", channels_last=True)
+    assert rec["config"]["precision"] == "bf16" and rec["config"]["channels_last"] is True
+    assert rec["config"]["compile"] is False and rec["settings"]["precision"] == "bf16"
+    assert rec["versions"]["torch"] and rec["versions"]["torchvision"] and "timm" in rec["versions"]
+    assert rec["git_commit"] is None or len(rec["git_commit"].split("+")[0]) == 40
+    data = rec["data"]
+    assert data["source"]["where"].startswith("archive: ") and len(data["source"]["archive_sha256"]) == 64
+    assert (data["train"]["n"], data["val"]["n"], data["test"]["n"]) == (300, 100, 100)
+    # the predictions decode to the stored accuracy, against the same test images
+    test = tr.load_data("cifar10", images=300, val_size=100, test_images=100, root=dirs["data_root"])["test"]
+    pred = tr.decode_predictions(rec["test_predictions"])
+    assert len(pred) == 100 and (pred == test.labels).float().mean().item() == pytest.approx(rec["test_acc"])
+    # another precision is another configuration: both records live side by side
+    other = tr.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="fp32")
+    assert other["key"] != rec["key"] and other["config"]["channels_last"] is False
+
+
+def test_damaged_predictions_are_refused():
+    blob = tr.encode_predictions(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 0]))
+    assert tr.decode_predictions(blob).tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="predictions stored"):
+        tr.decode_predictions({**blob, "n": 4})
+    with pytest.raises(ValueError, match="base64"):
+        tr.decode_predictions({**blob, "data": "***"})
+
+
+def test_warmup_in_steps_replaces_warmup_in_epochs():
+    r = tr.get_recipe("study")
+    assert r.warmup(176) == 352 and r.replace(warmup_steps=0, warmup_epochs=1.0).warmup(176) == 176
+    with pytest.raises(ValueError, match="warmup_steps"):
+        r.replace(warmup_steps=-1)
 
 
 def test_head_gets_its_own_learning_rate():
