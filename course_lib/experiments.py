@@ -210,7 +210,10 @@ def study(chapter: str, profile: str) -> list[Spec]:
 # They train with bfloat16 autocast and channels-last (course_lib.device) and live beside the
 # report-recipe runs above, which stay as the chapters' lesson on recipes.
 PROBE_LRS = (0.05, 0.1, 0.2)        # the peak rates the 1-epoch probe tries
-STUDY_LR = None                     # the peak rate the probe chose (None until it has run)
+# the peak rate the probe chose (None until it has run). Probe, 45,000 images, 1 epoch, seed 0,
+# bf16 (results/cpu, group 'probe'): validation accuracy 52.84 % at 0.05, 46.34 % at 0.1, 41.92 % at 0.2.
+# The best rate is the lowest tried; a 1-epoch probe favours small rates, and chapter 6 says so.
+STUDY_LR = 0.05
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
 PROBE_MODEL = "ResNeSt-14-2s1x64d"
 STUDY_SCALES = {
