@@ -56,7 +56,7 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	$(PY) -m pytest --nbval chapters/ --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
-# The experiment chapters 6-8 through papermill (course_lib/experiments.py), training what is missing:
+# The experiment chapters 6-8 through papermill (course_lib/instructor/experiments.py), training what is missing:
 # PROFILE=smoke (minutes, records in runs/) | cpu (results/cpu/) | full (GPU, results/full/); CHAPTER=06|07|08
 PROFILE ?= smoke
 experiments: $(STAMP)

@@ -1,37 +1,36 @@
 """course_lib: the blocks of the Split-Attention Networks course.
 
-Each idea of the book has one module, named after it:
+The folders read as the book, each layer importing only the ones above it in this list:
 
-- ``data``        CIFAR-10 and Hotdog, found offline or downloaded
-- ``plots``       image grids and block diagrams drawn with matplotlib
-- ``diagrams``    block diagrams with tensor shapes: grouped conv, ResNeXt, SE, SK, ...
-- ``device``      CUDA > MPS > CPU, and the mixed precision / channels-last that follow
-- ``train``       recipes, training on uint8 tensors, checkpoints and exact resume, ``run``
-- ``results``     one JSON record per run, keyed by its configuration; tables over seeds
-- ``latency``     parameters, multiply-adds, latency and throughput
-- ``grouped``     grouped convolution and the ResNeXt bottleneck in its two forms (Fig. 1)
-- ``se``          Squeeze-and-Excitation, with its gates kept for plotting
-- ``sk``          Selective Kernel: attention over branches of different kernels
-- ``split_attn``  Split-Attention in the cardinality-major and radix-major layouts
-- ``resnest``     the ResNeSt network, its names, ``create_model`` and ``parse_name``
-- ``cost``        parameters and multiply-adds, counted and by formula
-- ``bench``       ``python -m course_lib.bench``: course_lib against timm, speed ratios
+- ``blocks``      chapters 1-5: ``grouped`` convolution and ResNeXt (Fig. 1), ``se``
+                  (Squeeze-and-Excitation), ``sk`` (Selective Kernel), ``split_attn`` (its
+                  two layouts, mixed kernels), ``resnest`` (the network), ``cost`` (formulas)
+- ``models``      the report's names, ``parse_name``, ``list_models``, ``create_model``; ``pretrained`` weights
+- ``figures``     ``diagrams`` (block diagrams with tensor shapes) and ``plots`` (image grids)
+- ``engine``      ``data``, ``device``, ``recipes``, the training loop (``train``), run
+                  ``records``, ``runner`` (``run``), ``timing`` (latency) and ``bench``
+- ``study``       chapters 6-8: the report's numbers (``report``), the runs (``specs``),
+                  ``statistics``, ``tables`` and the training ``queue``
+- ``instructor``  ``exercises``, ``nbparams`` and the command line of ``python -m course_lib.experiments``
+
+``check`` (the exercises' ``check(name, passed)``) needs nothing but Python.
 """
 __version__ = "0.1.0"
 REPO_URL = "https://github.com/split-attention-course/resnest-book"  # same as _config.yml
 
 # The engine's names, imported on first use so that ``import course_lib`` stays light.
-_ENGINE = {"run": "train", "get_recipe": "train", "Recipe": "train", "RECIPES": "train",
-           "DivergenceError": "train", "pick_device": "device", "RunSettings": "device",
-           "load_results": "results", "summarize": "results", "count_macs": "cost", "count_params": "cost",
-           "measure_latency": "latency", "benchmark": "latency"}
-# The blocks' names, imported on first use too.
-_ENGINE.update({"create_model": "resnest", "parse_name": "resnest", "list_models": "resnest",
-                "ResNeSt": "resnest", "ResNestBottleneck": "resnest",
-                "SplitAttn": "split_attn", "SplitAttnCardinal": "split_attn",
-                "MixedKernelSplitAttn": "split_attn", "SqueezeExcite": "se",
-                "SelectiveKernel": "sk", "ResNeXtBlock": "grouped",
-                "ResNeXtBranchBlock": "grouped"})
+_ENGINE = {"run": "engine.runner", "get_recipe": "engine.recipes", "Recipe": "engine.recipes",
+           "RECIPES": "engine.recipes", "DivergenceError": "engine.train", "pick_device": "engine.device",
+           "RunSettings": "engine.device", "load_results": "engine.records", "summarize": "engine.records",
+           "count_macs": "blocks.cost", "count_params": "blocks.cost",
+           "measure_latency": "engine.timing", "benchmark": "engine.timing"}
+# The blocks' and models' names, imported on first use too.
+_ENGINE.update({"create_model": "models.factory", "parse_name": "models.names", "list_models": "models.names",
+                "ResNeSt": "blocks.resnest", "ResNestBottleneck": "blocks.resnest",
+                "SplitAttn": "blocks.split_attn", "SplitAttnCardinal": "blocks.split_attn",
+                "MixedKernelSplitAttn": "blocks.split_attn", "SqueezeExcite": "blocks.se",
+                "SelectiveKernel": "blocks.sk", "ResNeXtBlock": "blocks.grouped",
+                "ResNeXtBranchBlock": "blocks.grouped"})
 
 
 def __getattr__(name):

@@ -1,10 +1,10 @@
-"""course_lib.data: the real data sets load, splits are fixed, and a missing set says what to do."""
+"""course_lib.engine.data: the real data sets load, splits are fixed, and a missing set says what to do."""
 import tarfile
 
 import pytest
 import torch
 
-from course_lib import data
+from course_lib.engine import data
 
 
 def test_cifar10_sizes_and_classes(real_data_root):

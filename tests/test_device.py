@@ -1,9 +1,9 @@
-"""course_lib.device: the device choice and what it implies, tested without a GPU."""
+"""course_lib.engine.device: the device choice and what it implies, tested without a GPU."""
 import pytest
 import torch
 from torch import nn
 
-from course_lib.device import (PointwiseConv2d, RunSettings, cpu_supports_bf16, deterministic, hardware,
+from course_lib.engine.device import (PointwiseConv2d, RunSettings, cpu_supports_bf16, deterministic, hardware,
                                pick_device, pointwise_as_matmul)
 
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from course_lib import diagrams  # noqa: E402
+from course_lib.figures import diagrams  # noqa: E402
 
 
 @pytest.mark.parametrize("draw, kwargs", [

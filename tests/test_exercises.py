@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import exercises, nbparams
+from course_lib.instructor import exercises, nbparams
 
 ROOT = Path(__file__).resolve().parents[1]
 EX1 = ROOT / "exercises" / "01_grouped_conv_cost.ipynb"

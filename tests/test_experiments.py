@@ -1,4 +1,4 @@
-"""course_lib.experiments: the studies as data, parameter checks, and one chapter end to end.
+"""course_lib.study and the experiments command line: the studies as data, parameter checks, and one chapter end to end.
 
 The end-to-end test executes chapter 6 through papermill with the smoke profile
 (8 runs of 100 real CIFAR-10 images, 1 epoch) into temporary folders: a minute or
@@ -9,164 +9,166 @@ import json
 import nbformat
 import pytest
 
-from course_lib import experiments as ex
-from course_lib import results as res
-from course_lib.resnest import parse_name
+from course_lib.engine import records as res
+from course_lib.instructor import experiments as cli
+from course_lib.models.names import parse_name
+from course_lib.study import queue, report, specs, stats, tables
 
 
 # --------------------------------------------------------------------------- profiles
-@pytest.mark.parametrize("profile", ex.PROFILES)
+@pytest.mark.parametrize("profile", specs.PROFILES)
 def test_profiles_are_well_formed(profile):
-    for chapter in ex.CHAPTERS:
-        specs = ex.study(chapter, profile)
-        assert specs, (chapter, profile)
-        keys = [ex.run_key(s) for s in specs]
-        dups = {s.label for s in specs if keys.count(ex.run_key(s)) > 1}
+    for chapter in specs.CHAPTERS:
+        runs = specs.study(chapter, profile)
+        assert runs, (chapter, profile)
+        keys = [specs.run_key(s) for s in runs]
+        dups = {s.label for s in runs if keys.count(specs.run_key(s)) > 1}
         # only the full-scale rows may be a Table I or recipe row itself (smoke, full)
         assert dups <= {"ResNeSt-14-2s1x64d", "ResNeSt-14-2s1x64d (report recipe)",
-                        "ResNeSt-14-2s1x64d (book recipe)", ex.RECIPE_ROW}, dups
-        for s in specs:
+                        "ResNeSt-14-2s1x64d (book recipe)", specs.RECIPE_ROW}, dups
+        for s in runs:
             parse_name(s.model)                                  # every model has a name create_model knows
             assert s.recipe in ("report", "book", "finetune")
             assert s.epochs >= 1
             if profile == "smoke":
                 assert s.epochs == 1 and s.seed == 0 and s.images is not None and s.images <= 300
-    table1 = [s for s in ex.study("06", profile) if s.group == "table"]
-    assert sorted({s.label for s in table1}) == sorted(ex.TABLE1)
+    table1 = [s for s in specs.study("06", profile) if s.group == "table"]
+    assert sorted({s.label for s in table1}) == sorted(report.TABLE1)
     assert all(s.recipe == "report" for s in table1)
-    assert {s.label for s in ex.study("07", profile)} == set(ex.TABLE2)
+    assert {s.label for s in specs.study("07", profile)} == set(report.TABLE2)
     # the priority order of the brief: Table I seed 0 first, then the report-recipe full-scale run;
     # the book's recipe (full scale, then at Table I's scale) last
-    order = [s for s in ex.all_specs(profile) if s.group not in ("probe", "precision", "study")]
+    order = [s for s in specs.all_specs(profile) if s.group not in ("probe", "precision", "study")]
     assert order[0].chapter == "06" and order[0].group == "table" and order[0].seed == 0
     assert [s.recipe for s in order if s.group in ("fullscale", "recipe")][-1] == "book"
     kinds = [(s.group, s.recipe) for s in order]
     last = [k for k in kinds if k in (("fullscale", "book"), ("recipe", "book"))]
     assert last and kinds[-len(last):] == last
-    recipe = [s for s in ex.study("06", profile) if s.group == "recipe"]
+    recipe = [s for s in specs.study("06", profile) if s.group == "recipe"]
     assert [(s.seed, s.images, s.epochs) for s in recipe] == [(s.seed, s.images, s.epochs) for s in table1
                                                               if s.label == "ResNeSt-14-2s1x64d"]
 
 
-@pytest.mark.parametrize("profile", ex.PROFILES)
+@pytest.mark.parametrize("profile", specs.PROFILES)
 def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkeypatch):
-    monkeypatch.setattr(ex, "STUDY_LR", None)
-    first = ex.protocol("06", profile)
+    monkeypatch.setattr(specs, "STUDY_LR", None)
+    first = specs.protocol("06", profile)
     assert [s.group for s in first] == ["probe"] * 3
-    assert sorted(s.recipe_fields["lr"] for s in first) == sorted(ex.PROBE_LRS)
+    assert sorted(s.recipe_fields["lr"] for s in first) == sorted(specs.PROBE_LRS)
     assert all(s.epochs == 1 and s.recipe == "study" for s in first)
-    monkeypatch.setattr(ex, "STUDY_LR", 0.1)
-    ex._KEYS.clear()
-    specs = ex.protocol("06", profile)
-    study = [s for s in specs if s.group == "study"]
-    s = ex.STUDY_SCALES[profile]
+    monkeypatch.setattr(specs, "STUDY_LR", 0.1)
+    specs._KEYS.clear()
+    runs = specs.protocol("06", profile)
+    study = [s for s in runs if s.group == "study"]
+    s = specs.STUDY_SCALES[profile]
     assert len(study) == 7 * len(s["seeds"]) + 3 * len(s["extra_seeds"])
-    assert {x.label for x in study if x.seed in s["extra_seeds"]} <= set(ex.MAIN_ARMS)
-    assert all(x.recipe_fields["lr"] == 0.1 and x.precision == ex.STUDY_NUMERICS[profile]["precision"]
+    assert {x.label for x in study if x.seed in s["extra_seeds"]} <= set(specs.MAIN_ARMS)
+    assert all(x.recipe_fields["lr"] == 0.1 and x.precision == specs.STUDY_NUMERICS[profile]["precision"]
                for x in study)
-    keys = [ex.run_key(x) for x in specs]
+    keys = [specs.run_key(x) for x in runs]
     assert len(set(keys)) == len(keys)                       # every run is its own configuration
-    legacy = {ex.run_key(x) for ch in ex.CHAPTERS for x in ex.study(ch, profile)}
+    legacy = {specs.run_key(x) for ch in specs.CHAPTERS for x in specs.study(ch, profile)}
     assert not legacy & set(keys)                             # and none is a report-recipe run
-    prec = [x for x in specs if x.group == "precision"]
+    prec = [x for x in runs if x.group == "precision"]
     if profile == "cpu":
         assert sorted((x.precision, x.seed) for x in prec) == [("bf16", 0), ("bf16", 1), ("fp32", 0), ("fp32", 1)]
-        assert [x.group for x in ex.all_specs("cpu", groups=["probe", "precision"])] == ["probe"] * 3 + ["precision"] * 4
-        assert ex.all_specs("cpu")[0].group == "probe"
+        assert [x.group for x in specs.all_specs("cpu", groups=["probe", "precision"])] == ["probe"] * 3 + ["precision"] * 4
+        assert specs.all_specs("cpu")[0].group == "probe"
     with pytest.raises(ValueError, match="unknown group"):
-        ex.all_specs(profile, groups=["tabel"])
-    ex._KEYS.clear()
+        specs.all_specs(profile, groups=["tabel"])
+    specs._KEYS.clear()
 
 
 def test_cpu_study_is_all_images_ten_epochs_bf16():
-    study = [s for s in ex.protocol("06", "cpu") if s.group in ("probe", "study")]
+    study = [s for s in specs.protocol("06", "cpu") if s.group in ("probe", "study")]
     assert all(s.images is None and s.precision == "bf16" and s.channels_last for s in study)
     assert all(s.epochs == 10 for s in study if s.group == "study")
 
 
 def test_profile_scales():
-    full = ex.study("06", "full")
+    full = specs.study("06", "full")
     assert {s.seed for s in full if s.group == "table"} == {0, 1, 2}
     assert all(s.images is None and s.epochs == 20 for s in full)          # all 45,000 images, 20 epochs
-    cpu = ex.study("06", "cpu")
+    cpu = specs.study("06", "cpu")
     assert {(s.images, s.epochs) for s in cpu if s.group == "table"} == {(10_000, 10)}
     assert {s.seed for s in cpu if s.group == "table"} == {0, 1, 2}
     assert [(s.recipe, s.images, s.epochs) for s in cpu if s.group == "fullscale"] == \
         [("report", None, 20), ("book", None, 20)]
-    assert {s.init for s in ex.study("08", "full") if s.group == "finetune"} == {"imagenet", "scratch"}
-    assert {s.init for s in ex.study("08", "cpu") if s.group == "finetune"} == {"cifar10", "scratch"}
-    scratch = [s for s in ex.study("08", "cpu") if s.group == "finetune" and s.init == "scratch"]
-    assert all(s.recipe_fields["lr"] == ex.SCRATCH_LR for s in scratch)   # D2L: 10x the rate, from scratch
+    assert {s.init for s in specs.study("08", "full") if s.group == "finetune"} == {"imagenet", "scratch"}
+    assert {s.init for s in specs.study("08", "cpu") if s.group == "finetune"} == {"cifar10", "scratch"}
+    scratch = [s for s in specs.study("08", "cpu") if s.group == "finetune" and s.init == "scratch"]
+    assert all(s.recipe_fields["lr"] == specs.SCRATCH_LR for s in scratch)   # D2L: 10x the rate, from scratch
     with pytest.raises(ValueError, match="smoke"):
-        ex.study("06", "gpu")
+        specs.study("06", "gpu")
     with pytest.raises(ValueError, match="'06', '07', '08'"):
-        ex.study("09", "cpu")
+        specs.study("09", "cpu")
 
 
 def test_results_folders_keep_smoke_out_of_results(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_RESULTS", raising=False)
     monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
-    assert ex.results_dir("smoke") == tmp_path / "runs" / "results" / "smoke"   # git-ignored runs/
-    assert ex.results_dir("cpu").parts[-2:] == ("results", "cpu")
-    assert ex.results_dir("cpu", tmp_path) == tmp_path
+    assert specs.results_dir("smoke") == tmp_path / "runs" / "results" / "smoke"   # git-ignored runs/
+    assert specs.results_dir("cpu").parts[-2:] == ("results", "cpu")
+    assert specs.results_dir("cpu", tmp_path) == tmp_path
 
 
 # --------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize("chapter", list(ex.CHAPTERS))
+@pytest.mark.parametrize("chapter", list(specs.CHAPTERS))
 def test_chapter_parameters_validate(chapter):
-    for profile in ex.PROFILES:
-        params = ex.notebook_params(chapter, profile)
+    for profile in specs.PROFILES:
+        params = cli.notebook_params(chapter, profile)
         assert params["PROFILE"] == profile and params["TRAIN"] is True
-    nb = nbformat.read(str(ex.REPO / ex.CHAPTERS[chapter]), as_version=4)
+    nb = nbformat.read(str(cli.REPO / specs.CHAPTERS[chapter]), as_version=4)
     defaults = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(defaults) == 1 and 'PROFILE = "cpu"' in defaults[0].source and "TRAIN = False" in defaults[0].source
 
 
 def test_wrong_parameter_name_or_value_stops_with_the_allowed_list(capsys):
     with pytest.raises(ValueError, match="no parameter 'EPOCHS'") as err:
-        ex.notebook_params("06", "smoke", {"EPOCHS": 3})
+        cli.notebook_params("06", "smoke", {"EPOCHS": 3})
     assert "PROFILE" in str(err.value) and "TRAIN" in str(err.value)       # the allowed names
     with pytest.raises(ValueError, match=r"(?s)PROFILE='gpu' is not allowed.*one of \['smoke', 'cpu', 'full'\]"):
-        ex.notebook_params("07", "gpu")
+        cli.notebook_params("07", "gpu")
     with pytest.raises(ValueError, match="TRAIN='maybe' is not a bool"):
-        ex.notebook_params("08", "smoke", {"TRAIN": "maybe"})
+        cli.notebook_params("08", "smoke", {"TRAIN": "maybe"})
     # the command line stops before papermill starts, with the same message
-    assert ex.main(["run", "--profile", "smoke", "--chapter", "06", "-p", "EPOCHS", "3"]) == 2
+    assert cli.main(["run", "--profile", "smoke", "--chapter", "06", "-p", "EPOCHS", "3"]) == 2
     out = capsys.readouterr().err
     assert "no parameter 'EPOCHS'" in out and "PROFILE (default 'cpu', one of ['smoke', 'cpu', 'full'])" in out
-    assert ex.main(["run", "--profile", "gpu"]) == 2
+    assert cli.main(["run", "--profile", "gpu"]) == 2
     assert "is not allowed" in capsys.readouterr().err
-    assert ex.main(["train", "--profile", "gpu"]) == 2
+    assert cli.main(["train", "--profile", "gpu"]) == 2
     assert "unknown profile 'gpu'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- reading records
 def test_collect_counts_running_records_as_missing(tmp_path):
-    spec = ex.study("06", "smoke")[0]
-    config = ex.run_config(spec)
+    spec = specs.study("06", "smoke")[0]
+    config = specs.run_config(spec)
     record = {"key": res.config_key(config), "config": config, "status": "running", "test_acc": 0.5,
               "history": [{"epoch": 1}], "params": 1}
     res.write_record(record, tmp_path)
-    rows = ex.collect("06", "smoke", tmp_path)
+    rows = tables.collect("06", "smoke", tmp_path)
     assert (rows.status == "missing").all()
     res.write_record({**record, "status": "finished"}, tmp_path)
-    rows = ex.collect("06", "smoke", tmp_path)
+    rows = tables.collect("06", "smoke", tmp_path)
     assert rows.status.tolist().count("finished") == 1
-    assert f"{len(rows) - 1} of {len(rows)} runs" in ex.missing_text(rows, "smoke", "06")
-    assert "seeds 0, 0" not in ex.missing_text(rows, "smoke", "06")     # one label per row of the chapter
-    assert ex.command("smoke", "06") in ex.missing_text(rows, "smoke", "06")
+    assert f"{len(rows) - 1} of {len(rows)} runs" in tables.missing_text(rows, "smoke", "06")
+    assert "seeds 0, 0" not in tables.missing_text(rows, "smoke", "06")     # one label per row of the chapter
+    assert specs.command("smoke", "06") in tables.missing_text(rows, "smoke", "06")
 
 
 def test_welch_and_compare():
-    from scipy import stats
+    from scipy.stats import ttest_ind
     a, b = [60.0, 61.0, 62.0], [58.0, 58.5, 59.5]
-    w = ex.welch(a, b)
+    w = stats.welch(a, b)
     assert w["diff"] == pytest.approx(61 - 58.6667, abs=1e-3)
-    assert w["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert w["p"] == pytest.approx(ttest_ind(a, b, equal_var=False).pvalue)
+    assert stats.pooled_std(a, b) == pytest.approx(((1.0 + 0.5833333) / 2) ** 0.5, abs=1e-6)
     import pandas as pd
     rows = pd.DataFrame({"group": "table", "status": "finished", "label": ["A"] * 3 + ["B"] * 3 + ["C"],
                          "test_acc": [x / 100 for x in a + b + [0.5]]})
-    table = ex.compare(rows, [("A", "B"), ("A", "C")])
+    table = tables.compare(rows, [("A", "B"), ("A", "C")])
     assert table.loc["A - B", "verdict"] == "larger than the seed spread (p < 0.05)"
     assert table.loc["A - C", "verdict"] == "needs >= 2 seeds of each"
 
@@ -178,32 +180,32 @@ def test_smoke_chapter_runs_through_papermill(tmp_path, monkeypatch, real_data_r
     monkeypatch.setenv("COURSE_PROGRESS", "0")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     results = tmp_path / "results"
-    [outcome] = ex.run_notebooks("smoke", "06", directory=results)
+    [outcome] = cli.run_notebooks("smoke", "06", directory=results)
     assert outcome["status"] == "ok", outcome["error"]
-    records = [json.loads(p.read_text()) for p in results.glob("*.json") if p.name != ex.LATENCY_FILE]
+    records = [json.loads(p.read_text()) for p in results.glob("*.json") if p.name != queue.LATENCY_FILE]
     assert len(records) == 8 and all(r["status"] == "finished" for r in records)
     assert {r["config"]["images"] for r in records} == {100}
-    assert set(json.loads((results / ex.LATENCY_FILE).read_text())) == set(ex.TABLE1)
+    assert set(json.loads((results / queue.LATENCY_FILE).read_text())) == set(report.TABLE1)
     assert "finished" in (results / "LOG.md").read_text()
     executed = nbformat.read(outcome["notebook"], as_version=4)
     text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "7 of 7 runs finished" in text
     # a second pass reuses every record and the latencies: nothing is trained or measured again
     log = (results / "LOG.md").read_text()
-    again = ex.train("smoke", "06", results)
+    again = queue.train("smoke", "06", results)
     assert len(again) == 8 and (results / "LOG.md").read_text() == log
-    assert (ex.collect("06", "smoke", results).status == "finished").all()
-    assert ex.missing("06", "smoke", results) == []
+    assert (tables.collect("06", "smoke", results).status == "finished").all()
+    assert tables.missing("06", "smoke", results) == []
 
 
 def test_a_run_being_trained_elsewhere_is_skipped(tmp_path, monkeypatch, capsys):
     import fcntl
     monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
-    spec = ex.all_specs("smoke", "06")[0]
-    with ex._run_lock(spec, "smoke") as mine:
+    spec = specs.all_specs("smoke", "06")[0]
+    with queue._run_lock(spec, "smoke") as mine:
         assert mine
-        with open(ex.checkpoints_dir("smoke") / f"{ex.run_key(spec)}.lock", "w") as other:
+        with open(specs.checkpoints_dir("smoke") / f"{specs.run_key(spec)}.lock", "w") as other:
             with pytest.raises(BlockingIOError):  # a second process could not take it
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    with ex._run_lock(spec, "smoke") as mine:   # released
+    with queue._run_lock(spec, "smoke") as mine:   # released
         assert mine

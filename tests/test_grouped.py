@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.cost import conv_macs, conv_params, count_macs, count_params, grouped_saving
-from course_lib.grouped import (ResNeXtBlock, ResNeXtBranchBlock, branches_to_grouped,
+from course_lib.blocks.cost import conv_macs, conv_params, count_macs, count_params, grouped_saving
+from course_lib.blocks.grouped import (ResNeXtBlock, ResNeXtBranchBlock, branches_to_grouped,
                                 grouped_conv_by_loop, grouped_to_branches)
 from helpers_blocks import one_thread, randomize_bn  # noqa: F401 (autouse fixture)
 

@@ -1,10 +1,10 @@
-"""course_lib.latency: exact multiply-adds, and timing records with the right structure (no thresholds)."""
+"""course_lib.engine.timing: exact multiply-adds, and timing records with the right structure (no thresholds)."""
 import pytest
 import torch
 from torch import nn
 
-from course_lib.device import RunSettings
-from course_lib.latency import benchmark, count_macs, measure_latency, measure_train_speed
+from course_lib.engine.device import RunSettings
+from course_lib.engine.timing import benchmark, count_macs, measure_latency, measure_train_speed
 
 
 def _tiny():

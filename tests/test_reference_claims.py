@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from course_lib import experiments as ex
+from course_lib import study as ex
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,12 @@ import torch
 from torch import nn
 
 import course_lib
-from course_lib.resnest import (PretrainedUnavailableError, ResNeSt, ResNestBottleneck,
-                                create_model, list_models, parse_name)
-from course_lib.split_attn import MixedKernelSplitAttn, SplitAttn
+from course_lib.blocks.resnest import ResNeSt, ResNestBottleneck
+from course_lib.blocks.split_attn import MixedKernelSplitAttn, SplitAttn
+from course_lib.models.factory import create_model
+from course_lib.models.names import list_models, parse_name
+from course_lib.models.pretrained import PretrainedUnavailableError
+from course_lib.study.report import REPORT_PARAMS
 from helpers_blocks import one_thread, randomize_bn  # noqa: F401 (autouse fixture)
 
 TIMM_NAMES = ["resnest14d", "resnest26d", "resnest50d", "resnest101e",
@@ -64,25 +67,13 @@ def test_a_wrong_layout_would_be_caught():
 
 # --- parameter counts of the report's Tables I and II, with 10 classes ---------------------
 
-TABLES = {
-    # Table I
-    "ResNet-14-0s1x64d": 8.03, "ResNet-14-1s1x64d": 8.21, "ResNeSt-14-0s1x64d": 8.06,
-    "ResNeSt-14-1s1x64d": 8.23, "ResNeSt-14-1s1x40d": 5.44, "ResNeSt-14-1s2x64d": 13.63,
-    "ResNeSt-14-2s1x64d": 8.58,
-    # Table II
-    "ResNeSt-14": 8.58, "ResNeSt-32": 16.56, "ResNeSt-50": 25.45, "ResNeSt-101": 46.14,
-    "ResNet-18": 11.18, "EfficientNet-b0": 4.02, "EfficientNet-b1": 6.53,
-    "EfficientNet-b2": 7.72, "EfficientNet-b3": 10.71,
-}
-
-
 def _millions(name, **kw):
     with torch.device("meta"):
         model = create_model(name, num_classes=10, **kw)
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-@pytest.mark.parametrize("name,report", TABLES.items())
+@pytest.mark.parametrize("name,report", REPORT_PARAMS.items())
 def test_parameter_count_matches_the_report(name, report):
     assert abs(_millions(name) - report) <= 0.01
 
@@ -90,7 +81,7 @@ def test_parameter_count_matches_the_report(name, report):
 def test_parameter_counts_that_tell_variants_apart():
     # The paper's ResNeSt-101 (timm resnest101e) has a 64-wide stem: 46.25M, not the report's.
     assert abs(_millions("resnest101e") - 46.25) < 0.005
-    assert abs(_millions("ResNeSt-101") - 46.14) < 0.005
+    assert abs(_millions("ResNeSt-101") - REPORT_PARAMS["ResNeSt-101"]) < 0.005
     # rounded to two decimals, all but ResNet-14-0s1x64d (8.0364M) print as in the report
     assert round(_millions("ResNet-14-0s1x64d"), 2) == 8.04
 
@@ -220,7 +211,7 @@ def offline(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("network is unreachable (test)")
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr("course_lib.resnest._cached_weights", lambda name: None)
+    monkeypatch.setattr("course_lib.models.pretrained._cached_weights", lambda name: None)
 
 
 @pytest.mark.parametrize("name", ["ResNeSt-50", "resnest14d", "ResNet-18"])

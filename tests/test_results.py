@@ -1,10 +1,10 @@
-"""course_lib.results: stable keys, atomic records, tables of mean ± std over seeds."""
+"""course_lib.engine.records: stable keys, atomic records, tables of mean ± std over seeds."""
 import json
 import math
 
 import pytest
 
-from course_lib import results as res
+from course_lib.engine import records as res
 
 
 def _config(seed=0, lr=0.1, model="ResNeSt-14-2s1x64d"):

@@ -4,7 +4,7 @@ import timm
 import torch
 from torch import nn
 
-from course_lib.se import SqueezeExcite, pooled_fc
+from course_lib.blocks.se import SqueezeExcite, pooled_fc
 from helpers_blocks import one_thread, randomize_bn  # noqa: F401 (autouse fixture)
 
 
@@ -44,12 +44,13 @@ def test_wrong_input_channels():
         SqueezeExcite(32)(torch.randn(1, 16, 4, 4))
 
 
-@pytest.mark.parametrize("groups", [1, 4])
-def test_pooled_fc_is_the_1x1_convolution(groups):
+def test_pooled_fc_is_the_1x1_convolution():
     torch.manual_seed(0)
-    conv = nn.Conv2d(32, 16, 1, groups=groups)
+    conv = nn.Conv2d(32, 16, 1)
     s = torch.randn(5, 32)
     torch.testing.assert_close(pooled_fc(conv, s), conv(s[..., None, None]).flatten(1))
+    with pytest.raises(ValueError, match="dense 1x1"):
+        pooled_fc(nn.Conv2d(32, 16, 1, groups=4), s)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import timm
 import torch
 
-from course_lib.sk import SelectiveKernel, sk_attn_channels
+from course_lib.blocks.sk import SelectiveKernel, sk_attn_channels
 from helpers_blocks import one_thread, randomize_bn  # noqa: F401 (autouse fixture)
 
 

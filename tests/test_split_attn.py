@@ -4,9 +4,9 @@ import torch
 from timm.layers import SplitAttn as TimmSplitAttn
 from torch import nn
 
-from course_lib.split_attn import (MixedKernelSplitAttn, RadixSoftmax, SplitAttn,
-                                   SplitAttnCardinal, cardinal_to_radix, mixed_from_plain,
-                                   radix_input_order, radix_to_cardinal, split_attn_channels)
+from course_lib.blocks.split_attn import (MixedKernelSplitAttn, RadixSoftmax, SplitAttn,
+                                          SplitAttnCardinal, cardinal_to_radix, mixed_from_plain,
+                                          radix_input_order, radix_to_cardinal, split_attn_channels)
 from helpers_blocks import one_thread, randomize_bn  # noqa: F401 (autouse fixture)
 
 GRID = [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (4, 2)]  # (K, R)

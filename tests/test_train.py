@@ -1,4 +1,4 @@
-"""course_lib.train: recipes, tensor augmentation, exact resume, divergence, reuse of records.
+"""course_lib.engine (train, recipes, runner): recipes, tensor augmentation, exact resume, divergence, reuse of records.
 
 Runs use a tiny CNN on a few hundred real CIFAR-10 images, so the whole file is quick.
 """
@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib import train as tr
-from course_lib.device import RunSettings
+from course_lib.engine import recipes, runner
+from course_lib.engine import train as tr
+from course_lib.engine.data import load_data
+from course_lib.engine.device import RunSettings
 
 
 class Tiny(nn.Module):
@@ -37,40 +39,40 @@ def dirs(tmp_path, real_data_root):
 
 # --------------------------------------------------------------------------- recipes
 def test_recipes_are_data_and_reject_unknown_fields():
-    report = tr.get_recipe("report")
+    report = recipes.get_recipe("report")
     assert (report.lr, report.momentum, report.weight_decay, report.batch_size, report.epochs,
             report.drop_rate, report.schedule, report.crop_padding, report.flip) == \
         (0.1, 0.9, 1e-4, 256, 20, 0.2, "constant", 0, False)
-    assert tr.get_recipe("book").epochs == report.epochs
-    changed = tr.get_recipe("book", lr=0.05, epochs=3)
+    assert recipes.get_recipe("book").epochs == report.epochs
+    changed = recipes.get_recipe("book", lr=0.05, epochs=3)
     assert changed.lr == 0.05 and changed.name == "book(epochs=3,lr=0.05)"
-    assert tr.get_recipe({"name": "report", "epochs": 2}).epochs == 2
+    assert recipes.get_recipe({"name": "report", "epochs": 2}).epochs == 2
     with pytest.raises(ValueError, match="'warmup_epochs'"):  # lists the known fields
-        tr.get_recipe("book", lrate=0.1)
+        recipes.get_recipe("book", lrate=0.1)
     with pytest.raises(ValueError, match="'report', 'book'"):
-        tr.get_recipe("fast")
+        recipes.get_recipe("fast")
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=-1), dict(epochs=0), dict(batch_size=0), dict(lr=0),
                                  dict(schedule="step"), dict(label_smoothing=1.0), dict(warmup_epochs=25)])
 def test_bad_recipe_values_raise(bad):
     with pytest.raises(ValueError, match="bad recipe"):
-        tr.get_recipe("book", **bad)
+        recipes.get_recipe("book", **bad)
 
 
 def test_run_rejects_unknown_arguments_and_devices(dirs):
     with pytest.raises(ValueError, match="recipe fields"):
-        tr.run(Tiny, "report", lrate=0.1, **dirs, **QUICK)
+        runner.run(Tiny, "report", lrate=0.1, **dirs, **QUICK)
     with pytest.raises(ValueError, match="unknown device"):
-        tr.run(Tiny, "report", device="tpu", **dirs, **QUICK)
+        runner.run(Tiny, "report", device="tpu", **dirs, **QUICK)
     with pytest.raises(ValueError, match="unknown dataset"):
-        tr.run(Tiny, "report", dataset="mnist", **dirs, **QUICK)
+        runner.run(Tiny, "report", dataset="mnist", **dirs, **QUICK)
 
 
 def test_schedule_warms_up_then_decays():
-    cos = tr.Schedule("cosine", total_steps=10, warmup_steps=2)
+    cos = recipes.Schedule("cosine", total_steps=10, warmup_steps=2)
     assert [cos(0), cos(1), cos(2)] == [0.5, 1.0, 1.0] and cos(10) == pytest.approx(0.0)
-    assert tr.Schedule("linear", 10)(5) == 0.5 and tr.Schedule("constant", 10)(9) == 1.0
+    assert recipes.Schedule("linear", 10)(5) == 0.5 and recipes.Schedule("constant", 10)(9) == 1.0
 
 
 # --------------------------------------------------------------------------- tensor batches
@@ -85,8 +87,8 @@ def test_crop_and_flip_move_pixels_as_asked():
         assert any(torch.equal(crop[i], padded[i, :, r:r + 4, c:c + 4]) for r in range(5) for c in range(5))
     flipped = tr.random_flip(x, torch.Generator().manual_seed(1))
     assert all(torch.equal(f, im) or torch.equal(f, im.flip(2)) for f, im in zip(flipped, x))
-    a = tr.augment(x, tr.get_recipe("book"), torch.Generator().manual_seed(3))
-    b = tr.augment(x, tr.get_recipe("book"), torch.Generator().manual_seed(3))
+    a = tr.augment(x, recipes.get_recipe("book"), torch.Generator().manual_seed(3))
+    b = tr.augment(x, recipes.get_recipe("book"), torch.Generator().manual_seed(3))
     assert torch.equal(a, b)  # the generator alone decides
 
 
@@ -116,9 +118,9 @@ def _no_time(history):
 
 
 def test_killed_run_resumes_to_the_same_weights_and_history(dirs, tmp_path):
-    recipe = tr.get_recipe("book", **{k: QUICK[k] for k in ("batch_size", "epochs", "drop_rate")})
+    recipe = recipes.get_recipe("book", **{k: QUICK[k] for k in ("batch_size", "epochs", "drop_rate")})
     opts = {k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")}
-    whole = tr.run(Tiny, recipe, **dirs, **opts)
+    whole = runner.run(Tiny, recipe, **dirs, **opts)
     assert whole["status"] == "finished" and len(whole["history"]) == 3
 
     def kill_after_first(epoch, entry, history):
@@ -126,13 +128,13 @@ def test_killed_run_resumes_to_the_same_weights_and_history(dirs, tmp_path):
             raise KeyboardInterrupt("simulated kill")
     other = dict(dirs, results_dir=tmp_path / "r2", runs_dir=tmp_path / "k2")
     with pytest.raises(KeyboardInterrupt):
-        tr.run(Tiny, recipe, callback=kill_after_first, **other, **opts)
+        runner.run(Tiny, recipe, callback=kill_after_first, **other, **opts)
     assert _final(other["runs_dir"])["epoch"] == 1
     (partial,) = other["results_dir"].glob("*.json")
     assert json.loads(partial.read_text())["status"] == "running"
     (other["runs_dir"] / ".half-written.pt.tmp").write_bytes(b"\0" * 10)  # a write killed midway is ignored
     seen = []
-    resumed = tr.run(Tiny, recipe, callback=lambda e, *_: seen.append(e), **other, **opts)
+    resumed = runner.run(Tiny, recipe, callback=lambda e, *_: seen.append(e), **other, **opts)
     assert seen == [2, 3]  # only the missing epochs ran
     a, b = _final(dirs["runs_dir"]), _final(other["runs_dir"])
     assert a["model"].keys() == b["model"].keys()
@@ -143,41 +145,41 @@ def test_killed_run_resumes_to_the_same_weights_and_history(dirs, tmp_path):
 
 
 def test_finished_runs_are_reused_unless_forced(dirs):
-    first = tr.run(Tiny, "report", seed=1, **dirs, **{**QUICK, "epochs": 1})
+    first = runner.run(Tiny, "report", seed=1, **dirs, **{**QUICK, "epochs": 1})
     rec = first["history"][0]
     assert 0 <= rec["train_acc"] <= 1 and rec["train_loss"] > 0 and rec["seconds"] > 0
     assert first["params"] == sum(p.numel() for p in Tiny().parameters())
     assert first["config"]["recipe"]["lr"] == 0.1 and first["config"]["images"] == 300
     assert first["hardware"]["torch_threads"] >= 1 and first["settings"]["device"] == "cpu"
     calls = []
-    again = tr.run(Tiny, "report", seed=1, callback=lambda *a: calls.append(a), **dirs, **{**QUICK, "epochs": 1})
+    again = runner.run(Tiny, "report", seed=1, callback=lambda *a: calls.append(a), **dirs, **{**QUICK, "epochs": 1})
     assert calls == [] and again == first
-    forced = tr.run(Tiny, "report", seed=1, force=True, callback=lambda *a: calls.append(a), **dirs,
+    forced = runner.run(Tiny, "report", seed=1, force=True, callback=lambda *a: calls.append(a), **dirs,
                     **{**QUICK, "epochs": 1})
     assert len(calls) == 1 and _no_time(forced["history"]) == _no_time(first["history"])  # seeded: same numbers
-    other_seed = tr.run(Tiny, "report", seed=2, **dirs, **{**QUICK, "epochs": 1})
+    other_seed = runner.run(Tiny, "report", seed=2, **dirs, **{**QUICK, "epochs": 1})
     assert other_seed["key"] != first["key"] and len(list(dirs["results_dir"].glob("*.json"))) == 2
 
 
 def test_divergence_stops_with_a_clear_error(dirs):
     with pytest.raises(tr.DivergenceError, match=r"epoch \d+, step \d+/\d+.*learning rate 1e\+06.*Try"):
-        tr.run(Tiny, "report", lr=1e6, **dirs, **QUICK)
+        runner.run(Tiny, "report", lr=1e6, **dirs, **QUICK)
     (path,) = dirs["results_dir"].glob("*.json")
     assert json.loads(path.read_text())["status"] == "diverged"
-    rec = tr.run(Tiny, "report", lr=1e6, raise_on_divergence=False, **dirs, **QUICK)
+    rec = runner.run(Tiny, "report", lr=1e6, raise_on_divergence=False, **dirs, **QUICK)
     assert rec["status"] == "diverged" and "diverged at epoch" in rec["error"]
 
 
 def test_wrong_number_of_classes_is_explained(dirs):
     with pytest.raises(ValueError, match="num_classes"):
-        tr.run(lambda: Tiny(num_classes=3), "report", **dirs, **QUICK)
+        runner.run(lambda: Tiny(num_classes=3), "report", **dirs, **QUICK)
 
 
 def test_channels_last_and_bfloat16_autocast_train_on_cpu(real_data_root):
-    data = tr.load_data("cifar10", images=128, val_size=64, test_images=64, root=real_data_root)
+    data = load_data("cifar10", images=128, val_size=64, test_images=64, root=real_data_root)
     settings = RunSettings(torch.device("cpu"), amp_dtype=torch.bfloat16, channels_last=True)
     torch.manual_seed(0)
-    out = tr.train(Tiny(), data, tr.get_recipe("book", epochs=1, batch_size=64), settings=settings, progress=False)
+    out = tr.train(Tiny(), data, recipes.get_recipe("book", epochs=1, batch_size=64), settings=settings, progress=False)
     h = out["history"][0]
     assert torch.isfinite(torch.tensor(h["train_loss"])) and 0 <= h["val_acc"] <= 1
     assert out["settings"] == {"device": "cpu", "precision": "bf16", "channels_last": True, "compile": False,
@@ -185,7 +187,7 @@ def test_channels_last_and_bfloat16_autocast_train_on_cpu(real_data_root):
 
 
 def test_record_says_what_ran_on_which_data_and_keeps_the_predictions(dirs):
-    rec = tr.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="bf16", channels_last=True)
+    rec = runner.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="bf16", channels_last=True)
     assert rec["config"]["precision"] == "bf16" and rec["config"]["channels_last"] is True
     assert rec["config"]["compile"] is False and rec["settings"]["precision"] == "bf16"
     assert rec["versions"]["torch"] and rec["versions"]["torchvision"] and "timm" in rec["versions"]
@@ -194,11 +196,11 @@ def test_record_says_what_ran_on_which_data_and_keeps_the_predictions(dirs):
     assert data["source"]["where"].startswith("archive: ") and len(data["source"]["archive_sha256"]) == 64
     assert (data["train"]["n"], data["val"]["n"], data["test"]["n"]) == (300, 100, 100)
     # the predictions decode to the stored accuracy, against the same test images
-    test = tr.load_data("cifar10", images=300, val_size=100, test_images=100, root=dirs["data_root"])["test"]
+    test = load_data("cifar10", images=300, val_size=100, test_images=100, root=dirs["data_root"])["test"]
     pred = tr.decode_predictions(rec["test_predictions"])
     assert len(pred) == 100 and (pred == test.labels).float().mean().item() == pytest.approx(rec["test_acc"])
     # another precision is another configuration: both records live side by side
-    other = tr.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="fp32")
+    other = runner.run(lambda: Tiny(), "report", **dirs, **QUICK, precision="fp32")
     assert other["key"] != rec["key"] and other["config"]["channels_last"] is False
 
 
@@ -212,14 +214,14 @@ def test_damaged_predictions_are_refused():
 
 
 def test_warmup_in_steps_replaces_warmup_in_epochs():
-    r = tr.get_recipe("study")
+    r = recipes.get_recipe("study")
     assert r.warmup(176) == 352 and r.replace(warmup_steps=0, warmup_epochs=1.0).warmup(176) == 176
     with pytest.raises(ValueError, match="warmup_steps"):
         r.replace(warmup_steps=-1)
 
 
 def test_head_gets_its_own_learning_rate():
-    opt = tr.make_optimizer(Tiny(), tr.get_recipe("finetune"))
+    opt = tr.make_optimizer(Tiny(), recipes.get_recipe("finetune"))
     body, head = opt.param_groups
     assert head["lr"] == pytest.approx(10 * body["lr"]) and len(head["params"]) == 2
 
@@ -230,23 +232,23 @@ def test_models_by_name_are_rebuilt_and_reloaded(dirs, monkeypatch):
     def fake_build(name, num_classes, drop_rate=None, **overrides):
         built.append((name, num_classes, drop_rate, overrides))
         return Tiny(num_classes)
-    monkeypatch.setattr(tr, "build_model", fake_build)
+    monkeypatch.setattr(runner, "build_model", fake_build)
     opts = {**QUICK, "epochs": 1, "drop_rate": 0.2, "val_size": 0}
     opts.pop("name")
-    rec = tr.run("Tiny-by-name", "report", model_overrides={"width": 8}, **dirs, **opts)
+    rec = runner.run("Tiny-by-name", "report", model_overrides={"width": 8}, **dirs, **opts)
     assert built[0] == ("Tiny-by-name", 10, 0.2, {"width": 8}) and rec["config"]["arch"] is None
     assert rec["val_acc"] is None and rec["test_acc"] is not None  # val_size=0: train on train+val
-    model = tr.load_model(rec, runs_dir=dirs["runs_dir"])
+    model = runner.load_model(rec, runs_dir=dirs["runs_dir"])
     (ckpt,) = dirs["runs_dir"].glob("*.pt")
     saved = torch.load(ckpt, weights_only=False)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items()) and not model.training
 
 
 def test_hotdog_fine_tuning_runs_on_tensors(dirs):
-    data = tr.load_data("hotdog", images=64, test_images=32, root=dirs["data_root"])
+    data = load_data("hotdog", images=64, test_images=32, root=dirs["data_root"])
     assert data["train"].images.shape[1:] == (3, 64, 64) and data["val"] is None
     assert data["train"].labels.bincount().tolist() == [32, 32]
-    rec = tr.run(lambda: Tiny(num_classes=2), "finetune", dataset="hotdog", images=64, test_images=32,
+    rec = runner.run(lambda: Tiny(num_classes=2), "finetune", dataset="hotdog", images=64, test_images=32,
                  epochs=1, name="tiny", progress=False, **dirs)
     assert rec["status"] == "finished" and rec["config"]["num_classes"] == 2 and 0 <= rec["test_acc"] <= 1
 
@@ -254,7 +256,7 @@ def test_hotdog_fine_tuning_runs_on_tensors(dirs):
 KILLED_CHILD = """
 import sys, time
 from tests.test_train import Tiny, QUICK
-from course_lib.train import run
+from course_lib.engine.runner import run
 run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, callback=lambda *a: time.sleep(0.3),
     results_dir=sys.argv[1], runs_dir=sys.argv[2], data_root=sys.argv[3],
     **{k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")})
@@ -280,8 +282,8 @@ def test_process_killed_with_sigkill_resumes_exactly(dirs, tmp_path):
     child.wait()
     assert torch.load(next(killed["runs_dir"].glob("*.pt")), weights_only=False)["epoch"] < 3
     opts = {k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")}
-    resumed = tr.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **killed, **opts)
-    whole = tr.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **dirs, **opts)
+    resumed = runner.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **killed, **opts)
+    whole = runner.run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, **dirs, **opts)
     a, b = _final(dirs["runs_dir"]), _final(killed["runs_dir"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert _no_time(whole["history"]) == _no_time(resumed["history"]) and whole["test_acc"] == resumed["test_acc"]

@@ -72,7 +72,7 @@ def execute(path, timeout: int = 900):
 
 def exercise_metadata(nb_path, *, title: str, chapter: int, checks: list[str], time_limit: int = 120,
                       parameters: dict | None = None, constraints: list | None = None):
-    """Mark a notebook as an exercise for course_lib.exercises (checks, time limit, allowed values)."""
+    """Mark a notebook as an exercise for course_lib.instructor.exercises (checks, time limit, allowed values)."""
     nb = nbformat.read(str(nb_path), as_version=4)
     nb.metadata["course"] = {
         "exercise": {"title": title, "chapter": chapter, "checks": checks, "time_limit": time_limit},

@@ -16,7 +16,7 @@ appear on the page.
     md("""
 ## Where the data comes from
 
-`course_lib.data` is the only place that looks for data. It searches the *data
+`course_lib.engine.data` is the only place that looks for data. It searches the *data
 root*: the `root=` argument of a loader, else the environment variable
 `COURSE_DATA`, else the repository's `data/` folder. When a data set is not there
 it downloads the official copy (CIFAR-10 through torchvision, D2L's Hotdog through
@@ -30,8 +30,8 @@ test set.
 """),
     code("""
 import torch
-from course_lib import data
-from course_lib.plots import show_images
+from course_lib.engine import data
+from course_lib.figures.plots import show_images
 
 train = data.load_cifar10("train")   # 45,000 images
 val = data.load_cifar10("val")       # 5,000 images, carved from the training set (split_seed=0)

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import cost, diagrams, grouped
-from course_lib.latency import measure_latency
+from course_lib.blocks import cost, grouped
+from course_lib.figures import diagrams
+from course_lib.engine.timing import measure_latency
 """),
     md("""
 ## Split, transform, merge
@@ -92,7 +93,7 @@ axes[1].set_title("grouped convolution, g = 4")
 fig.tight_layout()
 """),
     md("""
-`course_lib.grouped.grouped_conv_by_loop` writes the definition out: split the
+`course_lib.blocks.grouped.grouped_conv_by_loop` writes the definition out: split the
 channels, convolve each slice with its own block of weights, concatenate. It must
 agree with PyTorch's built-in `groups=` argument.
 """),
@@ -272,7 +273,7 @@ normalisation and ReLU act on each channel separately, so they can be cut the sa
 way. Concatenating the paths restores the channel order, and the last $1 \\times 1$
 is shared.
 
-`course_lib.grouped.branches_to_grouped` performs this mapping on real weights: it
+`course_lib.blocks.grouped.branches_to_grouped` performs this mapping on real weights: it
 stacks the paths' weights into the grouped block. Give the branch form random
 weights and random batch-norm statistics (fresh ones would make batch norm an
 identity and hide mistakes), map it, and compare outputs on random inputs.
@@ -453,7 +454,7 @@ widgets.VBox([channels_w, groups_w, kernel_w, picture, numbers])
 
 **Exercise 1.1.** A $3 \\times 3$ grouped convolution has 128 input channels, 256
 output channels and $g = 8$. Predict its number of weights and its multiply-adds on
-a $14 \\times 14$ map (stride 1, padding 1), then check with `course_lib.cost`.
+a $14 \\times 14$ map (stride 1, padding 1), then check with `course_lib.blocks.cost`.
 
 **Exercise 1.2.** A *depthwise separable* convolution is a depthwise $3 \\times 3$
 ($g = n_i$) followed by a $1 \\times 1$ on all channels. For $n_i = n_o = 256$,

@@ -20,7 +20,7 @@ softmax {cite}`zhang2022resnest,resnestreport`.
 
 In this chapter you will
 
-- write the block from its equations and check `course_lib.se.SqueezeExcite` against them;
+- write the block from its equations and check `course_lib.blocks.se.SqueezeExcite` against them;
 - see what the reduction ratio $r$ costs and saves;
 - train a small SE network on CIFAR-10 {cite}`krizhevsky2009cifar` on the CPU, and
   measure whether its gates differ between classes, and where in the network.
@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import cost, diagrams
-from course_lib.data import balanced_order
-from course_lib.device import seed_everything
-from course_lib.se import SqueezeExcite
-from course_lib.train import (CIFAR10_MEAN, CIFAR10_STD, get_recipe, load_data,
-                              normalize, train)
+from course_lib.blocks import cost
+from course_lib.blocks.se import SqueezeExcite
+from course_lib.engine.data import CIFAR10_MEAN, CIFAR10_STD, balanced_order, load_data, normalize
+from course_lib.engine.device import seed_everything
+from course_lib.engine.recipes import get_recipe
+from course_lib.engine.train import train
+from course_lib.figures import diagrams
 """),
     md("""
 ## Squeeze, excite, scale
@@ -90,7 +91,7 @@ fig = diagrams.draw_se(channels=64, reduction=4, height=32, width=32)
     md("""
 ## The block by hand
 
-`course_lib.se.SqueezeExcite` stores $\\mathbf{W}$ and $\\tilde{\\mathbf{W}}$ as
+`course_lib.blocks.se.SqueezeExcite` stores $\\mathbf{W}$ and $\\tilde{\\mathbf{W}}$ as
 $1 \\times 1$ convolutions on the pooled $(C, 1, 1)$ tensor, which is the same
 fully connected layer (with a bias each, as in SENet). We recompute its output from
 the three equations with plain matrix products.
@@ -229,7 +230,7 @@ print(f"parameters: {cost.count_params(model):,}, of which SE: {se_params:,}")
 print(f"multiply-adds per image: {cost.count_macs(model, (3, 32, 32)):,}")
 """),
     md("""
-We train it with the book's training engine, `course_lib.train.train`, on 8,000
+We train it with the book's training engine, `course_lib.engine.train.train`, on 8,000
 class-balanced CIFAR-10 training images for 3 epochs (SGD with Nesterov momentum,
 batch 64, learning rate 0.1 with half an epoch of warm-up and cosine decay, random
 crops and flips, label smoothing 0.1), and report the accuracy on 1,000 balanced
@@ -242,7 +243,7 @@ run the notebook, or `python -m tools.chapters.ch02` from the repository root.
 ```{note}
 CIFAR-10's splits are stored sorted by class, so the first 1,000 validation images
 are nearly all aeroplanes and cars. Take a balanced subset
-(`course_lib.data.balanced_order`) whenever you use only part of a split.
+(`course_lib.engine.data.balanced_order`) whenever you use only part of a split.
 ```
 """),
     code("""
@@ -453,7 +454,7 @@ widgets.VBox([class_w, stage_w, gate_picture])
 ## Exercises
 
 **Exercise 2.1.** Add SE to the ResNeXt block of chapter 1: write a module that runs
-`course_lib.grouped.ResNeXtBlock`'s residual branch, gates it with an SE block and
+`course_lib.blocks.grouped.ResNeXtBlock`'s residual branch, gates it with an SE block and
 then adds the shortcut. How many parameters does SE add to a block with $c = 256$,
 $b = 128$, $K = 32$ and $r = 16$, as a share of the block?
 
@@ -469,7 +470,7 @@ pretrained network starts out almost as the identity?
     md("**Solution 2.1** (folded: click to show)"),
     code("""
 # Solution 2.1
-from course_lib.grouped import ResNeXtBlock
+from course_lib.blocks.grouped import ResNeXtBlock
 
 
 class SEResNeXtBlock(nn.Module):

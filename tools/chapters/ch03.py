@@ -24,7 +24,7 @@ $R = 2$ attends over two splits the way SK attends over two branches
 its splits the same kernel size, while SKNet's whole point is different ones
 {cite}`resnestreport`. In this chapter you will
 
-- write the SK convolution from its equations and check `course_lib.sk` against them;
+- write the SK convolution from its equations and check `course_lib.blocks.sk` against them;
 - see what $d = \\max(C/r, L)$ and the batch norm inside the attention are for;
 - train a small SK network on CIFAR-10 on the CPU and test SKNet's claim that the
   attention moves towards the larger kernel when objects get larger.
@@ -36,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import cost, diagrams
-from course_lib.data import balanced_order
-from course_lib.device import seed_everything
-from course_lib.sk import SelectiveKernel, sk_attn_channels
-from course_lib.train import (CIFAR10_MEAN, CIFAR10_STD, get_recipe, load_data,
-                              normalize, train)
+from course_lib.blocks import cost
+from course_lib.blocks.sk import SelectiveKernel, sk_attn_channels
+from course_lib.engine.data import CIFAR10_MEAN, CIFAR10_STD, balanced_order, load_data, normalize
+from course_lib.engine.device import seed_everything
+from course_lib.engine.recipes import get_recipe
+from course_lib.engine.train import train
+from course_lib.figures import diagrams
 """),
     md("""
 ## Split, fuse, select
@@ -103,7 +104,7 @@ print("\\n".join(lines))
     md("""
 ## The block by hand
 
-`course_lib.sk.SelectiveKernel` keeps its branches in `paths` and the attention in
+`course_lib.blocks.sk.SelectiveKernel` keeps its branches in `paths` and the attention in
 `attn` (`fc_reduce` is $\\mathbf{W}$, `bn` is $\\mathcal{B}$, `fc_select` is
 $\\tilde{\\mathbf{W}}$ for all branches at once). We recompute its output from the
 equations, in evaluation mode so that batch norm uses its stored statistics.

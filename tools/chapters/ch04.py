@@ -31,13 +31,13 @@ extension the report proposes: different kernel sizes for different splits.
 import torch
 from torch import nn
 
-from course_lib.split_attn import (
+from course_lib.blocks.split_attn import (
     SplitAttn, SplitAttnCardinal, MixedKernelSplitAttn, split_attn_channels,
     radix_input_order, radix_to_cardinal, mixed_from_plain)
-from course_lib.se import SqueezeExcite
-from course_lib.sk import SelectiveKernel
-from course_lib.cost import count_params, count_macs
-from course_lib import diagrams
+from course_lib.blocks.se import SqueezeExcite
+from course_lib.blocks.sk import SelectiveKernel
+from course_lib.blocks.cost import count_params, count_macs
+from course_lib.figures import diagrams
 
 _ = torch.manual_seed(0)
 """),
@@ -314,7 +314,7 @@ runs on one thread here, which makes timings on a shared machine steadier.
 # NBVAL_IGNORE_OUTPUT
 import statistics
 import matplotlib.pyplot as plt
-from course_lib.bench import compare
+from course_lib.engine.timing import compare
 
 
 def time_layouts(C, size, ks, R=2, batch=8, repeats=9):
@@ -378,7 +378,7 @@ few groups, matters as much as the number of launches. On a GPU, where every
 launch costs far more than a little arithmetic, one launch for all groups is the
 clear winner. That is why the official code and timm, and course_lib's `ResNeSt`,
 use the radix-major `SplitAttn`; the cardinality-major form stays in course_lib
-because it reads like the equations. `python -m course_lib.bench` repeats the
+because it reads like the equations. `python -m course_lib.engine.bench` repeats the
 comparison for a training step as well.
 
 ## Explore the block
@@ -392,19 +392,9 @@ by course_lib with a message saying which constraint broke.
 *""" + WIDGET_NOTE + """*
 """),
     code("""
-import io
 import html
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
-from course_lib.latency import measure_latency
-
-
-def figure_png(fig):
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    plt.close(fig)
-    return buffer.getvalue()
-
+from course_lib.engine.timing import measure_latency
 
 k_slider = widgets.IntSlider(value=2, min=1, max=8, description="K",
                              continuous_update=False)
@@ -440,7 +430,7 @@ def update(_=None):
         f"latency: <b>{speed['ms_per_batch']:.2f} ms</b> per batch of 16 "
         "(one thread, this machine, now)</p>")
     fig = diagrams.draw_split_attention(K, R, channels=C, height=16, width=16)
-    picture.value = figure_png(fig)
+    picture.value = diagrams.figure_png(fig, dpi=72)
     picture.layout.display = None
 
 

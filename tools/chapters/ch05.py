@@ -29,9 +29,9 @@ import difflib
 import torch
 from torch import nn
 
-from course_lib.resnest import create_model, parse_name, list_models
-from course_lib.cost import count_params, count_macs
-from course_lib import diagrams
+from course_lib import create_model, parse_name, list_models
+from course_lib.blocks.cost import count_params, count_macs
+from course_lib.figures import diagrams
 
 _ = torch.manual_seed(0)
 """),
@@ -292,14 +292,8 @@ deeper ResNeSts, ResNet-18 and EfficientNets {cite}`tan2019efficientnet`, all wi
 report's:
 """),
     code("""
-report = {  # millions of parameters, as printed in the report's Tables I and II
-    "ResNet-14-0s1x64d": 8.03, "ResNet-14-1s1x64d": 8.21, "ResNeSt-14-0s1x64d": 8.06,
-    "ResNeSt-14-1s1x64d": 8.23, "ResNeSt-14-1s1x40d": 5.44, "ResNeSt-14-1s2x64d": 13.63,
-    "ResNeSt-14-2s1x64d": 8.58,
-    "ResNeSt-14": 8.58, "ResNeSt-32": 16.56, "ResNeSt-50": 25.45, "ResNeSt-101": 46.14,
-    "ResNet-18": 11.18, "EfficientNet-b0": 4.02, "EfficientNet-b1": 6.53,
-    "EfficientNet-b2": 7.72, "EfficientNet-b3": 10.71,
-}
+from course_lib.study.report import REPORT_PARAMS as report  # millions, Tables I and II
+
 counted = {}
 print(f"{'network':20s} {'course_lib':>11s} {'report':>8s}   agree to 0.01 M")
 for name, theirs in report.items():
@@ -460,10 +454,12 @@ for size in (32, 224):
           f"same top class: {same_class}")
 """),
     md("""
-The largest difference is a few units in the seventh significant digit, float32
-rounding: the two implementations order some sums differently (course_lib pools
-before summing the splits, and fuses the weighted sum), which is allowed to change
-the last bits and nothing else.
+The two agree to the last bit. That is no accident of these inputs: course_lib's
+Split-Attention runs the same steps in the same order as timm's (sum the splits,
+pool, the two 1x1 convolutions, the softmax across the radix, the weighted sum),
+so float32 rounds them the same way. An implementation that ordered some sums
+differently, pooling before summing the splits for instance, would be allowed to
+differ in the last bits and nothing else.
 
 With internet access the same mechanism gives the official ImageNet weights
 directly: `create_model(name, pretrained=True)` downloads timm's weights once

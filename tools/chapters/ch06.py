@@ -40,7 +40,7 @@ RESULTS = ""      # folder of the run records; "" means results/<PROFILE>/ (smok
     code("""
 import matplotlib.pyplot as plt
 import pandas as pd
-from course_lib import experiments as ex
+from course_lib import study as ex
 
 pd.set_option("display.width", 200)
 RESULTS_DIR, runs, latency = ex.open_chapter("06", PROFILE, TRAIN, RESULTS)
@@ -55,7 +55,7 @@ RESULTS_DIR, runs, latency = ex.open_chapter("06", PROFILE, TRAIN, RESULTS)
 - **Recipe.** The report's: SGD with momentum 0.9, weight decay $10^{-4}$,
   batch 256, constant learning rate, dropout 0.2 before the classifier, no
   augmentation. The report does not give its learning rate; the engine's
-  `report` recipe uses 0.1 (see `course_lib.train.RECIPES`).
+  `report` recipe uses 0.1 (see `course_lib.engine.recipes.RECIPES`).
 - **Scale.** The `cpu` profile is a reduction of the report's set-up that fits
   this book's 2-core machine: 10,000 training images and 10 epochs instead of
   45,000 and 20. Accuracies are therefore lower than the report's, and the
@@ -67,7 +67,7 @@ RESULTS_DIR, runs, latency = ex.open_chapter("06", PROFILE, TRAIN, RESULTS)
   GPU. This book's CPU is shared with other work, which inflates elapsed time by
   a factor that changes from one second to the next, so here latency is the
   *CPU time* of the process on one thread, with the seven networks measured
-  together in rotating order (`course_lib.bench.compare`). Throughput is then
+  together in rotating order (`course_lib.engine.timing.compare`). Throughput is then
   images per second on one core. Compare rankings and ratios with the report's,
   not absolute numbers.
 """),
@@ -188,7 +188,7 @@ fig.tight_layout(rect=(0, 0.04, 1, 1))
 The reduced runs above cannot be put next to the report's 62.64% for
 `ResNeSt-14-2s1x64d`. One run at the report's scale can: all 45,000 training
 images, 20 epochs, the report's recipe. The same network is then trained with the
-book's recipe (`course_lib.train.RECIPES["book"]`), which keeps the batch, the
+book's recipe (`course_lib.engine.recipes.RECIPES["book"]`), which keeps the batch, the
 20 epochs and the dropout, and changes five things:
 
 - random crops (4 pixels of padding) and horizontal flips of the training images;

@@ -20,7 +20,7 @@ trade-off curve.
 This chapter reruns that table on this book's CPU, puts its measurements beside
 the report's and draws both as accuracy against latency. It adds ResNeSt-26, the
 standard depth between 14 and 50 that the report skipped (the report's ResNeSt-32
-is not a standard depth; `course_lib.resnest.parse_name` explains which layer
+is not a standard depth; `course_lib.models.names.parse_name` explains which layer
 split reproduces its parameter count).
 """),
     setup_cell(),
@@ -39,7 +39,7 @@ RESULTS = ""      # folder of the run records; "" means results/<PROFILE>/ (smok
     code("""
 import matplotlib.pyplot as plt
 import pandas as pd
-from course_lib import experiments as ex
+from course_lib import study as ex
 
 pd.set_option("display.width", 200)
 RESULTS_DIR, runs, latency = ex.open_chapter("07", PROFILE, TRAIN, RESULTS)

@@ -54,7 +54,7 @@ RESULTS = ""      # folder of the run records; "" means results/<PROFILE>/ (smok
     code("""
 import matplotlib.pyplot as plt
 import pandas as pd
-from course_lib import experiments as ex
+from course_lib import study as ex
 
 pd.set_option("display.width", 200)
 RESULTS_DIR, runs, _ = ex.open_chapter("08", PROFILE, TRAIN, RESULTS)

@@ -51,7 +51,7 @@ print(grouped_params(n_i, n_o, g, k), grouped_macs(n_i, n_o, g, k, H, W), saving
     code("""
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from course_lib.exercises import check
+from course_lib.check import check
 
 conv = torch.nn.Conv2d(n_i, n_o, k, padding=k // 2, groups=g, bias=False)
 check("params", lambda: grouped_params(n_i, n_o, g, k) == conv.weight.numel())

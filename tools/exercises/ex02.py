@@ -7,7 +7,7 @@ write(PATH, [
 # Exercise 2: Squeeze-and-Excitation from scratch
 
 *Chapter 2.* Write the SE block with plain tensor operations, then match the
-output of `course_lib.se.SqueezeExcite` with the same weights. Your variant fixes
+output of `course_lib.blocks.se.SqueezeExcite` with the same weights. Your variant fixes
 the number of channels $C$, the reduction ratio $r$ and the seed.
 """),
     setup_cell(),
@@ -18,7 +18,7 @@ seed = 0
 """, tags=["parameters"]),
     code("""
 import torch
-from course_lib.se import SqueezeExcite
+from course_lib.blocks.se import SqueezeExcite
 
 torch.manual_seed(seed)
 reference = SqueezeExcite(C, reduction=reduction).eval()
@@ -49,7 +49,7 @@ V, a = squeeze_excite(U, W1, b1, W2, b2)
 print(tuple(V.shape), tuple(a.shape))
 """, tags=["solution", "hide-input"]),
     code("""
-from course_lib.exercises import check
+from course_lib.check import check
 
 with torch.no_grad():
     expected = reference(U)

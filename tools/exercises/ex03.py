@@ -9,7 +9,7 @@ write(PATH, [
 *Chapter 3.* A Selective Kernel convolution runs $R$ branches, fuses them by a
 sum, squeezes the sum into $z$ with $d = \\max(C/r, L)$ units, and selects with a
 softmax over the branches. Here the branches are given; you write the fuse and
-select steps and match `course_lib.sk.SelectiveKernel`.
+select steps and match `course_lib.blocks.sk.SelectiveKernel`.
 """),
     setup_cell(),
     code("""
@@ -21,7 +21,7 @@ seed = 0
 """, tags=["parameters"]),
     code("""
 import torch
-from course_lib.sk import SelectiveKernel
+from course_lib.blocks.sk import SelectiveKernel
 
 torch.manual_seed(seed)
 sk = SelectiveKernel(C, kernel_sizes=(3,) * R, dilations=tuple(range(1, R + 1)),
@@ -66,7 +66,7 @@ with torch.no_grad():
 print(d, tuple(a.shape), tuple(V.shape))
 """, tags=["solution", "hide-input"]),
     code("""
-from course_lib.exercises import check
+from course_lib.check import check
 
 with torch.no_grad():
     expected = sk(x)

@@ -21,7 +21,7 @@ seed = 0
 """, tags=["parameters"]),
     code("""
 import torch
-from course_lib.split_attn import SplitAttnCardinal, cardinal_to_radix
+from course_lib.blocks.split_attn import SplitAttnCardinal, cardinal_to_radix
 
 torch.manual_seed(seed)
 card = SplitAttnCardinal(width, width, cardinality=K, radix=R).eval()
@@ -50,7 +50,7 @@ p = input_order(width, K, R)
 print(p[: 2 * (width // (K * R))].tolist())
 """, tags=["solution", "hide-input"]),
     code("""
-from course_lib.exercises import check
+from course_lib.check import check
 
 with torch.no_grad():
     same = lambda: torch.allclose(radix(x[:, p]), card(x), atol=1e-5)

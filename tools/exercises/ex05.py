@@ -24,7 +24,7 @@ so the block receives 64 channels; `planes = 64`; expansion 4):
 - `conv2`: Split-Attention on $B$ channels: a $3\\times3$ convolution from $B$ to $B R$
   channels in $G = KR$ groups (no bias) and its BN; `fc1` from $B$ to $d$ channels in
   $K$ groups, with bias, and its BN; `fc2` from $d$ to $B R$ channels in $K$ groups,
-  with bias. $d$ = `course_lib.split_attn.split_attn_channels(B, R)`.
+  with bias. $d$ = `course_lib.blocks.split_attn.split_attn_channels(B, R)`.
 - `conv3`: $1\\times1$, $B$ → 256, no bias, then BN.
 - `downsample`: an average pool (no parameters), a $1\\times1$ convolution 64 → 256
   (no bias) and its BN.
@@ -33,7 +33,7 @@ A BN layer over $c$ channels has $2c$ parameters (its running statistics are buf
 """),
     code("""
 from course_lib import parse_name
-from course_lib.split_attn import split_attn_channels
+from course_lib.blocks.split_attn import split_attn_channels
 
 config = parse_name(name)
 print(config)
@@ -62,7 +62,7 @@ print(f"{name}: layer1[0] has {prediction:,} parameters (predicted)")
 """, tags=["solution", "hide-input"]),
     code("""
 from course_lib import create_model
-from course_lib.exercises import check
+from course_lib.check import check
 
 block = create_model(name, num_classes=10).layer1[0]
 counted = sum(p.numel() for p in block.parameters())

@@ -24,7 +24,6 @@ seeds = 2        # seeds 0 .. seeds-1 for each model
     code("""
 import tempfile
 import course_lib
-from course_lib import train
 
 results = tempfile.mkdtemp(prefix="ex06-")          # this exercise's own records
 scale = dict(recipe="report", images=images, epochs=epochs, val_size=0, test_images=500, results_dir=results,
@@ -65,7 +64,7 @@ print(f"difference {diff:+.3f}, seed spread {spread:.3f}: {verdict}")
     code("""
 import statistics
 from course_lib import load_results
-from course_lib.exercises import check
+from course_lib.check import check
 
 records = load_results(results)
 check("model_name", lambda: new_name == f"ResNeSt-14-{radix}s1x64d")

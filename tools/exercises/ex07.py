@@ -28,7 +28,9 @@ seed = 0
     code("""
 import torch
 from course_lib import create_model
-from course_lib.train import get_recipe, load_data, train
+from course_lib.engine.data import load_data
+from course_lib.engine.recipes import get_recipe
+from course_lib.engine.train import train
 
 torch.manual_seed(seed)
 model = create_model(model_name, num_classes=2, pretrained=pretrained)
@@ -61,7 +63,7 @@ out = train(model, data, recipe, seed=seed, progress=False, image_size=64,
 print(f"test accuracy after {epochs} epoch(s) on {images} images: {out['test_acc']:.3f}")
 """),
     code("""
-from course_lib.exercises import check
+from course_lib.check import check
 
 after = model.state_dict()
 head_names = {f"{n}" for n, _ in model.named_parameters() if n.startswith(("fc.", "classifier."))}

@@ -1,9 +1,9 @@
 """Speed of course_lib's blocks against timm's, and of the engine's fast path, as median ratios (CPU).
 
-    python -m course_lib.bench                 # the full run (a few minutes on 2 cores)
-    python -m course_lib.bench --repeats 3     # quicker, noisier
-    python -m course_lib.bench --threads 0 --clock wall   # torch's threads, elapsed time
-    python -m course_lib.bench --fast-path [--compile]    # bf16 + channels-last against fp32 eager
+    python -m course_lib.engine.bench                 # the full run (a few minutes on 2 cores)
+    python -m course_lib.engine.bench --repeats 3     # quicker, noisier
+    python -m course_lib.engine.bench --threads 0 --clock wall   # torch's threads, elapsed time
+    python -m course_lib.engine.bench --fast-path [--compile]    # bf16 + channels-last against fp32 eager
 
 ``--fast-path`` times one training step (batch 128, 32x32, SGD) of ResNeSt-14-2s1x64d,
 ResNet-14-0s1x64d and ResNeSt-50 in float32 eager mode (the reference) and with the
@@ -22,8 +22,8 @@ course_lib's (>= 1.0: course_lib is at least as fast), the median over repeats.
 By default one thread and CPU time: on a shared machine, other programs inflate
 elapsed time by a factor that changes from one call to the next.
 
-Then the radix-major :class:`~course_lib.split_attn.SplitAttn` against the
-cardinality-major :class:`~course_lib.split_attn.SplitAttnCardinal` holding the
+Then the radix-major :class:`~course_lib.blocks.split_attn.SplitAttn` against the
+cardinality-major :class:`~course_lib.blocks.split_attn.SplitAttnCardinal` holding the
 same weights, for K = 1, 2, 4 (R = 2, 128 channels, 16x16 maps): forward, and
 forward + backward in training mode (ratio = cardinality-major time / radix-major
 time; > 1 means the radix-major layout is faster).
@@ -31,43 +31,17 @@ time; > 1 means the radix-major layout is faster).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
-import time
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .resnest import create_model
-from .split_attn import SplitAttn, radix_input_order, radix_to_cardinal
-
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def _timed(fn: Callable[[], object], clock: Callable[[], float]) -> float:
-    t0 = clock()
-    fn()
-    return clock() - t0
-
-
-def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
-            clock: str = "wall") -> dict[str, list[float]]:
-    """Seconds per call of each function, interleaved: the order rotates every repeat.
-
-    ``clock="wall"`` measures elapsed time; ``"cpu"`` the CPU time of this process,
-    which other programs on a shared machine do not inflate (use it with one thread).
-    """
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
-    times = {name: [] for name in names}
-    for i in range(repeats):
-        order = names[i % len(names):] + names[:i % len(names)]
-        for name in order:
-            times[name].append(_timed(fns[name], CLOCKS[clock]))
-    return times
+from ..blocks.split_attn import SplitAttn, radix_input_order, radix_to_cardinal
+from ..models.factory import create_model
+from .device import RunSettings
+from .timing import CLOCKS, compare
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -173,8 +147,6 @@ FAST_PATH_MODELS = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d", "ResNeSt-50")
 def bench_fast_path(names=FAST_PATH_MODELS, batch: int = 128, size: int = 32, repeats: int = 10,
                     warmup: int = 2, clock: str = "wall", with_compile: bool = False) -> dict:
     """Train-step speed of the engine's CPU settings over float32 eager; returns {model: {variant: ratio}}."""
-    import copy
-    from .device import RunSettings
     variants = {"fp32 eager": RunSettings.for_device("cpu", precision="fp32")}
     fast = RunSettings.for_device("cpu")
     if fast.precision != "fp32" or fast.channels_last:

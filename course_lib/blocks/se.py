@@ -9,10 +9,9 @@ For features ``U`` of shape (N, C, H, W):
 
 ``W`` and ``W~`` are stored as 1x1 convolutions, with timm's names (``fc1``,
 ``fc2``), so the weights of timm's SE-ResNets load as they are. On pooled
-features a 1x1 convolution *is* a fully connected layer, and
-:func:`pooled_fc` computes it as one (a matrix product, about twice as fast on
-the CPU as the convolution call). This is Split-Attention with one cardinal
-group and R = 1.
+features a 1x1 convolution *is* a fully connected layer, and :func:`pooled_fc`
+applies it as one, to the (N, C) vector, as SENet writes it. This is
+Split-Attention with one cardinal group and R = 1.
 """
 from __future__ import annotations
 
@@ -24,20 +23,12 @@ __all__ = ["SqueezeExcite", "pooled_fc"]
 
 
 def pooled_fc(conv: nn.Conv2d, s: torch.Tensor) -> torch.Tensor:
-    """Apply a 1x1 convolution to pooled features ``s`` (N, C_in) -> (N, C_out) as a matrix product.
-
-    With ``groups = g`` the weight is block-diagonal: g independent products of
-    (N, C_in/g) by (C_in/g, C_out/g), done as one batched product.
-    """
-    w = conv.weight.view(conv.out_channels, -1)                      # (C_out, C_in/g)
-    g = conv.groups
-    if g == 1:
-        return F.linear(s, w, conv.bias)
-    n = s.shape[0]
-    out = torch.bmm(s.view(n, g, -1).transpose(0, 1),                # (g, N, C_in/g)
-                    w.view(g, -1, w.shape[1]).transpose(1, 2))       # (g, C_in/g, C_out/g)
-    out = out.transpose(0, 1).reshape(n, -1)                         # (N, C_out)
-    return out if conv.bias is None else out + conv.bias
+    """A dense 1x1 convolution applied to pooled features ``s`` (N, C_in) -> (N, C_out):
+    the fully connected layer it is, ``s W^T + b``."""
+    if conv.groups != 1 or conv.kernel_size != (1, 1):
+        raise ValueError(f"pooled_fc takes a dense 1x1 convolution, got kernel {conv.kernel_size} "
+                         f"with groups={conv.groups}: call the convolution on (N, C, 1, 1) instead")
+    return F.linear(s, conv.weight.flatten(1), conv.bias)
 
 
 class SqueezeExcite(nn.Module):

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .se import pooled_fc
+from .grouped import BN_TENSORS, check_groups
 
-__all__ = ["split_attn_channels", "RadixSoftmax", "SplitAttn", "CardinalGroup",
+__all__ = ["split_attn_channels", "check_attn_channels", "RadixSoftmax", "SplitAttn", "CardinalGroup",
            "SplitAttnCardinal", "MixedKernelSplitAttn", "cardinal_to_radix",
            "radix_to_cardinal", "radix_input_order", "mixed_from_plain"]
 
@@ -64,38 +64,31 @@ def split_attn_channels(in_channels: int, radix: int, reduction: int = 4,
 
 def _check_split(in_channels: int, out_channels: int, cardinality: int, radix: int) -> None:
     """ValueError naming the broken constraint of a K x R featuremap-group split."""
-    if cardinality < 1:
-        raise ValueError(f"cardinality K must be >= 1, got {cardinality}")
-    if radix < 1:
-        raise ValueError(f"radix R must be >= 1 for Split-Attention, got {radix} "
-                         "(radix 0 means a plain grouped convolution: use nn.Conv2d, "
-                         "or ResNeSt/ResNestBottleneck with radix=0)")
-    groups = cardinality * radix
-    if in_channels % groups:
-        raise ValueError(f"in_channels ({in_channels}) must be divisible by G = K*R = "
-                         f"{cardinality}*{radix} = {groups}: change the width, K or R")
-    if out_channels % cardinality:
-        raise ValueError(f"out_channels ({out_channels}) must be divisible by the "
-                         f"cardinality K = {cardinality}")
+    check_groups(in_channels, cardinality, radix, what="in_channels")
+    check_groups(out_channels, cardinality, what="out_channels")
 
 
-def _check_attn(attn_channels: int, cardinality: int) -> None:
+def check_attn_channels(attn_channels: int, cardinality: int) -> None:
+    """ValueError unless the hidden width d gives each of the K cardinal groups d/K units."""
     if attn_channels < cardinality or attn_channels % cardinality:
         raise ValueError(f"attention channels d ({attn_channels}) must be a positive multiple "
                          f"of the cardinality K = {cardinality}: each cardinal group needs its "
                          "own d/K hidden units: pass attn_channels as a multiple of K")
 
 
-def _set_shape(module: nn.Module, in_channels: int, out_channels: int | None, cardinality: int,
-               radix: int, reduction: int, attn_channels: int | None) -> tuple[int, int]:
-    """Check the sizes of a Split-Attention module, store them on it, return (C, d)."""
-    out_channels = out_channels or in_channels
-    _check_split(in_channels, out_channels, cardinality, radix)
-    attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
-    _check_attn(attn, cardinality)
-    module.radix, module.cardinality = radix, cardinality
-    module.in_channels, module.out_channels, module.attn_channels = in_channels, out_channels, attn
-    return out_channels, attn
+class _Sizes(nn.Module):
+    """What both layouts share: their sizes, checked and stored, and ``last_attention``."""
+
+    def __init__(self, in_channels: int, out_channels: int | None, cardinality: int, radix: int,
+                 reduction: int, attn_channels: int | None):
+        super().__init__()
+        out_channels = out_channels or in_channels
+        _check_split(in_channels, out_channels, cardinality, radix)
+        attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
+        check_attn_channels(attn, cardinality)
+        self.radix, self.cardinality = radix, cardinality
+        self.in_channels, self.out_channels, self.attn_channels = in_channels, out_channels, attn
+        self.last_attention: torch.Tensor | None = None
 
 
 class RadixSoftmax(nn.Module):
@@ -120,7 +113,7 @@ class RadixSoftmax(nn.Module):
         return weights.reshape(n, self.radix, -1)                             # (N, R, C)
 
 
-class SplitAttn(nn.Module):
+class SplitAttn(_Sizes):
     """Split-Attention convolution, radix-major layout (report Fig. 5; timm's ``SplitAttn``).
 
     ``conv``: one convolution with ``G = K*R`` groups, ``in_channels -> R*C``; output
@@ -141,16 +134,14 @@ class SplitAttn(nn.Module):
     def __init__(self, in_channels: int, out_channels: int | None = None, kernel_size: int = 3,
                  stride: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction: int = 4, attn_channels: int | None = None):
-        super().__init__()
-        out_channels, attn = _set_shape(self, in_channels, out_channels, cardinality, radix,
-                                        reduction, attn_channels)
-        self.conv = self._make_conv(in_channels, out_channels, kernel_size, stride, dilation)
-        self.bn0 = nn.BatchNorm2d(out_channels * radix)
-        self.fc1 = nn.Conv2d(out_channels, attn, 1, groups=cardinality)           # dense C -> d, per K
-        self.bn1 = nn.BatchNorm2d(attn)
-        self.fc2 = nn.Conv2d(attn, out_channels * radix, 1, groups=cardinality)   # dense d -> R*C, per K
+        super().__init__(in_channels, out_channels, cardinality, radix, reduction, attn_channels)
+        c, d = self.out_channels, self.attn_channels
+        self.conv = self._make_conv(in_channels, c, kernel_size, stride, dilation)
+        self.bn0 = nn.BatchNorm2d(c * radix)
+        self.fc1 = nn.Conv2d(c, d, 1, groups=cardinality)              # dense C -> d, per K
+        self.bn1 = nn.BatchNorm2d(d)
+        self.fc2 = nn.Conv2d(d, c * radix, 1, groups=cardinality)      # dense d -> R*C, per K
         self.rsoftmax = RadixSoftmax(radix, cardinality)
-        self.last_attention: torch.Tensor | None = None
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)                                        # (N, R*C, H', W')
@@ -164,49 +155,12 @@ class SplitAttn(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn0(self._splits(x)), inplace=True)       # (N, R*C, H, W)
         n, rc, h, w = x.shape
-        c = rc // self.radix
-        s = _pool_splits(x, self.radix)                            # (N, C)
-        z = self.bn1(pooled_fc(self.fc1, s)[..., None, None])      # (N, d, 1, 1)
-        z = F.relu(z, inplace=True).flatten(1)                     # (N, d)
-        a = self.rsoftmax(pooled_fc(self.fc2, z))                  # (N, R, C)
+        u = x.reshape(n, self.radix, rc // self.radix, h, w)       # the R splits: (N, R, C, H, W)
+        s = u.sum(1).mean((2, 3), keepdim=True)                    # fuse + GAP: (N, C, 1, 1)
+        z = F.relu(self.bn1(self.fc1(s)), inplace=True)            # (N, d, 1, 1)
+        a = self.rsoftmax(self.fc2(z).flatten(1))                  # (N, R, C)
         self.last_attention = a.detach()
-        if self.radix == 1:
-            return x * a.view(n, c, 1, 1)
-        return _weighted_sum(x.view(n, self.radix, c, h, w), a.view(n, self.radix, c, 1, 1))
-
-
-def _autograd(t: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and t.requires_grad
-
-
-def _pool_splits(x: torch.Tensor, radix: int) -> torch.Tensor:
-    """GAP of the sum of the R splits: (N, R*C, H, W) -> (N, C).
-
-    Both steps are linear, so their order is free. Without autograd, pooling first
-    is cheaper on large maps (one pass over the big tensor instead of two). With
-    autograd, summing first keeps the backward pass of the pooling small.
-    """
-    n, rc, h, w = x.shape
-    if radix == 1:
-        return x.mean((2, 3))
-    if h * w >= 16 and not _autograd(x):
-        return x.mean((2, 3)).view(n, radix, rc // radix).sum(1)
-    return x.view(n, radix, rc // radix, h, w).sum(1).mean((2, 3))
-
-
-def _weighted_sum(u: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``V = sum_r a_r * U_r`` for splits u (N, R, C, H, W) and weights a (N, R, C, 1, 1).
-
-    Without autograd, fused multiply-adds (``addcmul``) never build the (N, R, C, H, W)
-    product. With autograd, one broadcast product and a sum give a cheaper backward
-    than the slices of the fused form.
-    """
-    if _autograd(u) or _autograd(a):
-        return (u * a).sum(1)
-    out = u[:, 0] * a[:, 0]
-    for r in range(1, u.shape[1]):
-        out = torch.addcmul(out, u[:, r], a[:, r])
-    return out                                                     # (N, C, H, W)
+        return (u * a[..., None, None]).sum(1)                     # V = sum_r a_r U_r: (N, C, H, W)
 
 
 class MixedKernelSplitAttn(SplitAttn):
@@ -272,16 +226,15 @@ class CardinalGroup(nn.Module):
         """Returns the output ``(N, Ck, H, W)`` and the attention ``(N, R, Ck)``."""
         u = F.relu(self.bn0(self.conv(x)), inplace=True)           # (N, R*Ck, H, W)
         n, rc, h, w = u.shape
-        s = _pool_splits(u, self.radix)                            # (N, Ck)
-        u = u.view(n, self.radix, rc // self.radix, h, w)          # (N, R, Ck, H, W)
-        z = self.bn1(pooled_fc(self.fc1, s)[..., None, None])      # (N, dk, 1, 1)
-        z = F.relu(z, inplace=True).flatten(1)                     # (N, dk)
-        logits = pooled_fc(self.fc2, z).view(n, self.radix, -1)    # (N, R, Ck)
+        u = u.reshape(n, self.radix, rc // self.radix, h, w)       # the R splits: (N, R, Ck, H, W)
+        s = u.sum(1).mean((2, 3), keepdim=True)                    # fuse + GAP: (N, Ck, 1, 1)
+        z = F.relu(self.bn1(self.fc1(s)), inplace=True)            # (N, dk, 1, 1)
+        logits = self.fc2(z).view(n, self.radix, -1)               # (N, R, Ck)
         a = torch.softmax(logits, 1) if self.radix > 1 else torch.sigmoid(logits)
-        return _weighted_sum(u, a[..., None, None]), a
+        return (u * a[..., None, None]).sum(1), a                  # (N, Ck, H, W), (N, R, Ck)
 
 
-class SplitAttnCardinal(nn.Module):
+class SplitAttnCardinal(_Sizes):
     """Split-Attention convolution, cardinality-major layout (report Fig. 4).
 
     The input is cut into K cardinal groups, each handled by a
@@ -295,15 +248,12 @@ class SplitAttnCardinal(nn.Module):
     def __init__(self, in_channels: int, out_channels: int | None = None, kernel_size: int = 3,
                  stride: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction: int = 4, attn_channels: int | None = None):
-        super().__init__()
-        out_channels, attn = _set_shape(self, in_channels, out_channels, cardinality, radix,
-                                        reduction, attn_channels)
+        super().__init__(in_channels, out_channels, cardinality, radix, reduction, attn_channels)
         k = cardinality
         self.cardinals = nn.ModuleList(
-            CardinalGroup(in_channels // k, out_channels // k, kernel_size, stride, dilation,
-                          radix, attn // k)
+            CardinalGroup(in_channels // k, self.out_channels // k, kernel_size, stride, dilation,
+                          radix, self.attn_channels // k)
             for _ in range(k))
-        self.last_attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs, attns = zip(*(g(xk) for g, xk in zip(self.cardinals, x.chunk(self.cardinality, 1))))
@@ -342,9 +292,6 @@ def _card_major(t: torch.Tensor, k: int, r: int) -> torch.Tensor:
     return t.reshape(r, k, -1, *rest).transpose(0, 1).reshape(-1, *rest)
 
 
-_BN = ("weight", "bias", "running_mean", "running_var")
-
-
 def _check_pair(card: SplitAttnCardinal, radix: SplitAttn) -> None:
     mine = (card.in_channels, card.out_channels, card.cardinality, card.radix, card.attn_channels)
     theirs = (radix.in_channels, radix.out_channels, radix.cardinality, radix.radix,
@@ -371,7 +318,7 @@ def cardinal_to_radix(card: SplitAttnCardinal, radix: SplitAttn | None = None) -
     k, r = card.cardinality, card.radix
     cat = lambda name: torch.cat(_card_stack(card, name), 0)  # noqa: E731  (K blocks, k-major)
     radix.conv.weight.copy_(_radix_major(cat("conv.weight"), k, r))
-    for name in _BN:
+    for name in BN_TENSORS:
         getattr(radix.bn0, name).copy_(_radix_major(cat(f"bn0.{name}"), k, r))
         getattr(radix.bn1, name).copy_(cat(f"bn1.{name}"))
     for name in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
@@ -398,7 +345,7 @@ def radix_to_cardinal(radix: SplitAttn, card: SplitAttnCardinal | None = None) -
             target.copy_(part)
 
     put("conv.weight", _card_major(radix.conv.weight, k, r))
-    for name in _BN:
+    for name in BN_TENSORS:
         put(f"bn0.{name}", _card_major(getattr(radix.bn0, name), k, r))
         put(f"bn1.{name}", getattr(radix.bn1, name))
     for name in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):

@@ -1,14 +1,16 @@
 """Cost of a network as the report measures it: parameters, multiply-adds, latency, throughput.
 
-- ``count_macs`` (from ``course_lib.cost``): multiply-adds of one forward pass per
+- ``count_macs`` (from ``course_lib.blocks.cost``): multiply-adds of one forward pass per
   image, counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
   multiply-add; biases, normalisation and activations are not counted).
 - ``measure_latency``: inference time of a batch, after ``warmup`` untimed passes,
   the median of ``repeats`` timed ones. Like the report, latency is milliseconds per
   image (batch time / batch size) and throughput its inverse, images per second.
 - ``measure_train_speed``: the same for a full training step (forward, backward, SGD).
+- ``compare``: several functions timed in turns (the order rotates every repeat), so
+  that all of them see the same load on a shared machine; ``CLOCKS`` names the clocks.
 
-Both take ``clock``: ``"wall"`` (elapsed time, the report's measure and the right one
+All take ``clock``: ``"wall"`` (elapsed time, the report's measure and the right one
 on a GPU) or ``"cpu"`` (CPU time of this process: on a shared CPU other programs do
 not inflate it; use it with one thread, ``torch.set_num_threads(1)``).
 
@@ -21,13 +23,40 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .bench import CLOCKS
-from .cost import count_macs, count_params  # noqa: F401  (one counter for the whole book)
+from ..blocks.cost import count_macs, count_params  # noqa: F401  (one counter for the whole book)
 from .device import RunSettings, hardware, pick_device
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _timed(fn: Callable[[], object], clock: Callable[[], float]) -> float:
+    t0 = clock()
+    fn()
+    return clock() - t0
+
+
+def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+            clock: str = "wall") -> dict[str, list[float]]:
+    """Seconds per call of each function, interleaved: the order rotates every repeat.
+
+    ``clock="wall"`` measures elapsed time; ``"cpu"`` the CPU time of this process,
+    which other programs on a shared machine do not inflate (use it with one thread).
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: [] for name in names}
+    for i in range(repeats):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            times[name].append(_timed(fns[name], CLOCKS[clock]))
+    return times
 
 
 def _sync(device: torch.device) -> None:

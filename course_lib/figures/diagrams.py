@@ -16,6 +16,10 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from ..blocks.cost import conv_params
+from ..blocks.grouped import check_groups
+from ..blocks.split_attn import check_attn_channels, split_attn_channels
+
 __all__ = ["Box", "canvas", "box", "node", "arrow", "elbow", "figure_png", "COLORS",
            "draw_grouped_conv", "draw_resnext_forms", "draw_se", "draw_sk"]
 
@@ -144,9 +148,7 @@ def draw_grouped_conv(in_channels: int = 16, out_channels: int = 16, groups: int
     Each channel is a small square, coloured by its group; a line joins every
     (input, output) pair that shares a weight. ``groups=1`` is a dense convolution.
     """
-    if groups < 1 or in_channels % groups or out_channels % groups:
-        raise ValueError(f"groups ({groups}) must be >= 1 and divide in_channels ({in_channels}) "
-                         f"and out_channels ({out_channels})")
+    weights = conv_params(in_channels, out_channels, kernel_size, groups)  # checks that groups divide both
     given = ax
     fig, ax = canvas(9, 5.2, ax)
     n_i, n_o = min(in_channels, max_drawn), min(out_channels, max_drawn)
@@ -172,7 +174,6 @@ def draw_grouped_conv(in_channels: int = 16, out_channels: int = 16, groups: int
             family="monospace")
     ax.text(4.5, y_out - 0.65, f"output ({out_channels}, {height}, {width})", ha="center", fontsize=9,
             family="monospace")
-    weights = out_channels * (in_channels // groups) * kernel_size ** 2
     ax.text(4.5, (y_in + y_out) / 2, f"{kernel_size}x{kernel_size} conv, g = {groups}\n"
             f"{groups} x ({in_channels // groups} -> {out_channels // groups}) channels\n"
             f"weights: {weights:,}", ha="center", va="center", fontsize=9,
@@ -189,8 +190,7 @@ def draw_resnext_forms(channels: int = 256, bottleneck: int = 128, cardinality: 
     Three branches are drawn; the dots stand for the other K - 3.
     """
     c, b, k = channels, bottleneck, cardinality
-    if k < 1 or b % k:
-        raise ValueError(f"the bottleneck b ({b}) must be a multiple of the cardinality K ({k})")
+    check_groups(b, k, what="the bottleneck b")
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), gridspec_kw={"width_ratios": [1.45, 1]})
     else:
@@ -319,14 +319,6 @@ def draw_sk(channels: int = 64, kernel_sizes=(3, 5), reduction: int = 16, min_ch
 __all__ += ["draw_split_attention", "draw_featuremap_orders", "draw_resnest_block", "draw_stems"]
 
 
-def _sa_check(cardinality: int, radix: int, channels: int) -> None:
-    if cardinality < 1 or radix < 1:
-        raise ValueError(f"cardinality K and radix R must be >= 1, got K={cardinality}, R={radix}")
-    if channels % (cardinality * radix):
-        raise ValueError(f"channels ({channels}) must be divisible by G = K*R = "
-                         f"{cardinality}*{radix} = {cardinality * radix}: change the width, K or R")
-
-
 def _shown(n: int, most: int = 3) -> list:
     """Indices drawn for n items: all if n <= most, else the first most-1 and the last (None = dots)."""
     return list(range(n)) if n <= most else [*range(most - 1), None, n - 1]
@@ -350,16 +342,14 @@ def draw_split_attention(cardinality: int = 2, radix: int = 2, channels: int = 6
     code): one grouped convolution with G = K*R groups whose outputs are ordered
     radix first, one attention over the whole tensor. A cell "k,r" is split r of
     cardinal group k. ``channels`` is C (input = output), ``attn_channels`` d
-    (default: ``split_attn.split_attn_channels``). ``axes``: two axes to draw into.
+    (default: ``blocks.split_attn.split_attn_channels``). ``axes``: two axes to draw into.
     """
     k_, r_, c, h, w = cardinality, radix, channels, height, width
-    _sa_check(k_, r_, c)
+    check_groups(c, k_, r_)
     if attn_channels is None:
-        from .split_attn import split_attn_channels
         attn_channels = split_attn_channels(c, r_)
     d, ck = attn_channels, c // k_
-    if d % k_:
-        raise ValueError(f"attention channels d ({d}) must be a multiple of the cardinality K = {k_}")
+    check_attn_channels(d, k_)
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 7.4), gridspec_kw={"wspace": 0.02})
     left, right = axes
@@ -465,7 +455,7 @@ def draw_featuremap_orders(cardinality: int = 2, radix: int = 2, ax=None):
     order (bottom), a line joining the two places of each group: the permutation
     ``(k, r) -> (r, k)`` that maps one layout onto the other."""
     k_, r_ = cardinality, radix
-    _sa_check(k_, r_, k_ * r_)
+    check_groups(k_ * r_, k_, r_)
     g = k_ * r_
     given = ax
     span = max(6.0, 0.62 * g + 1.6)
@@ -491,7 +481,7 @@ def draw_featuremap_orders(cardinality: int = 2, radix: int = 2, ax=None):
 def draw_resnest_block(in_channels: int = 256, planes: int = 128, stride: int = 2, radix: int = 2,
                        cardinality: int = 1, width: int = 64, height: int = 32, avd: bool = True,
                        avg_down: bool = True, ax=None):
-    """One ResNeSt bottleneck with the shapes of one image (as ``resnest.ResNestBottleneck``).
+    """One ResNeSt bottleneck with the shapes of one image (as ``blocks.resnest.ResNestBottleneck``).
 
     ``B = int(planes * width / 64) * K`` channels in the 3x3 stage; output ``4 * planes``.
     A strided block with ``avd`` runs the Split-Attention at stride 1 and halves the
@@ -499,7 +489,7 @@ def draw_resnest_block(in_channels: int = 256, planes: int = 128, stride: int = 
     2x2 patches before its 1x1 convolution instead of striding the 1x1.
     """
     b = int(planes * width / 64) * cardinality
-    _sa_check(cardinality, max(radix, 1), b)
+    check_groups(b, cardinality, radix, min_radix=0, what=f"the 3x3 stage of planes={planes} at width {width}")
     out_c, h, s = 4 * planes, height, stride
     h2 = (h + s - 1) // s
     given = ax

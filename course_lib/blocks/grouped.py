@@ -3,7 +3,7 @@
 A grouped convolution with g groups cuts its n_i input channels into g slices and
 convolves slice i into output slice i only: g small convolutions side by side,
 ``g * (n_i/g) * (n_o/g) = n_i n_o / g`` weights per kernel position instead of
-``n_i n_o`` (see :mod:`course_lib.cost`). :func:`grouped_conv_by_loop` computes
+``n_i n_o`` (see :mod:`course_lib.blocks.cost`). :func:`grouped_conv_by_loop` computes
 it with an explicit loop, to check the definition against ``groups=g``.
 
 The ResNeXt bottleneck with input/output c, bottleneck width b and cardinality K:
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["grouped_conv_by_loop", "ResNeXtBlock", "ResNeXtBranchBlock",
+__all__ = ["grouped_conv_by_loop", "check_groups", "shortcut", "ResNeXtBlock", "ResNeXtBranchBlock",
            "branches_to_grouped", "grouped_to_branches"]
 
 
@@ -52,20 +52,60 @@ def grouped_conv_by_loop(x: torch.Tensor, weight: torch.Tensor, groups: int, str
                       for xi, wi in zip(xs, ws)], 1)          # (N, n_o, H', W')
 
 
-def _check(in_channels: int, bottleneck: int, cardinality: int) -> None:
+_RADIX_HINT = {0: "0 = plain grouped conv",
+               1: "radix 0 means a plain grouped convolution: use nn.Conv2d, "
+                  "or ResNeSt/ResNestBottleneck with radix=0"}
+
+
+def check_groups(channels: int, cardinality: int, radix: int = 1, *, what: str = "channels",
+                 min_radix: int = 1) -> None:
+    """ValueError naming the broken constraint when ``channels`` cannot be cut into
+    K cardinal groups of R radix splits, ``G = K*R`` featuremap groups (R = 0, allowed
+    with ``min_radix=0``, is the plain grouped convolution: G = K)."""
     if cardinality < 1:
         raise ValueError(f"cardinality K must be >= 1, got {cardinality}")
-    if bottleneck < cardinality or bottleneck % cardinality:
-        raise ValueError(f"the bottleneck width b ({bottleneck}) must be a positive multiple of "
-                         f"the cardinality K ({cardinality}): each branch gets b/K channels")
+    if radix < min_radix:
+        raise ValueError(f"radix R must be >= {min_radix}, got {radix} ({_RADIX_HINT[min_radix]})")
+    groups = cardinality * max(radix, 1)
+    if radix <= 1:
+        rule, fix = f"the cardinality K = {cardinality}", "change the width or K"
+    else:
+        rule, fix = f"G = K*R = {cardinality}*{radix} = {groups}", "change the width, K or R"
+    if channels < groups:
+        raise ValueError(f"{what} is too small: {channels} channels, fewer than {rule} groups: {fix}")
+    if channels % groups:
+        raise ValueError(f"{what} ({channels}) must be divisible by {rule}: {fix}")
+
+
+def _check(in_channels: int, bottleneck: int, cardinality: int, out_channels: int | None) -> int:
+    """Check a ResNeXt bottleneck's sizes; returns its output channels (default: in_channels)."""
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    check_groups(bottleneck, cardinality, what="the bottleneck width b (each branch gets b/K channels)")
+    return out_channels or in_channels
 
 
-def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+def _closing(in_channels: int, bottleneck: int, out_channels: int, stride: int):
+    """What both forms end with: the 1x1 b -> c, its BN, and the shortcut (None: identity)."""
+    return (nn.Conv2d(bottleneck, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+            shortcut(in_channels, out_channels, stride))
+
+
+def shortcut(in_channels: int, out_channels: int, stride: int = 1, avg_down: bool = False) -> nn.Module | None:
+    """The residual shortcut: None (the identity) when the shape stays, else a projection.
+
+    The projection is a strided 1x1 convolution + BN, or with ``avg_down`` (ResNet-D)
+    an average pool that does the striding, then a stride-1 1x1 + BN, so that no
+    input pixel is skipped.
+    """
     if stride == 1 and in_channels == out_channels:
         return None
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+    if not avg_down:
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                             nn.BatchNorm2d(out_channels))
+    pool = (nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+            if stride > 1 else nn.Identity())
+    return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, bias=False),
                          nn.BatchNorm2d(out_channels))
 
 
@@ -80,17 +120,14 @@ class ResNeXtBlock(nn.Module):
     def __init__(self, in_channels: int, bottleneck: int, cardinality: int = 32,
                  out_channels: int | None = None, stride: int = 1):
         super().__init__()
-        _check(in_channels, bottleneck, cardinality)
-        out_channels = out_channels or in_channels
+        out_channels = _check(in_channels, bottleneck, cardinality, out_channels)
         self.cardinality = cardinality
         self.conv1 = nn.Conv2d(in_channels, bottleneck, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(bottleneck)
         self.conv2 = nn.Conv2d(bottleneck, bottleneck, 3, stride, padding=1, groups=cardinality,
                                bias=False)
         self.bn2 = nn.BatchNorm2d(bottleneck)
-        self.conv3 = nn.Conv2d(bottleneck, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.conv3, self.bn3, self.downsample = _closing(in_channels, bottleneck, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -125,14 +162,11 @@ class ResNeXtBranchBlock(nn.Module):
     def __init__(self, in_channels: int, bottleneck: int, cardinality: int = 32,
                  out_channels: int | None = None, stride: int = 1):
         super().__init__()
-        _check(in_channels, bottleneck, cardinality)
-        out_channels = out_channels or in_channels
+        out_channels = _check(in_channels, bottleneck, cardinality, out_channels)
         self.cardinality = cardinality
         self.branches = nn.ModuleList(Branch(in_channels, bottleneck // cardinality, stride)
                                       for _ in range(cardinality))
-        self.conv3 = nn.Conv2d(bottleneck, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self.conv3, self.bn3, self.downsample = _closing(in_channels, bottleneck, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -141,7 +175,8 @@ class ResNeXtBranchBlock(nn.Module):
         return F.relu(out + shortcut, inplace=True)
 
 
-_BN = ("weight", "bias", "running_mean", "running_var")
+# The tensors of a BatchNorm2d that the weight mappings copy (here and in split_attn).
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 _SHARED = ("conv3", "bn3", "downsample")
 
 
@@ -173,7 +208,7 @@ def branches_to_grouped(src: ResNeXtBranchBlock, dst: ResNeXtBlock | None = None
     for layer in ("conv1", "conv2"):
         getattr(dst, layer).weight.copy_(torch.cat([getattr(b, layer).weight for b in src.branches]))
     for layer in ("bn1", "bn2"):
-        for name in _BN:
+        for name in BN_TENSORS:
             getattr(getattr(dst, layer), name).copy_(
                 torch.cat([getattr(getattr(b, layer), name) for b in src.branches]))
     _copy_shared(src, dst)
@@ -192,7 +227,7 @@ def grouped_to_branches(src: ResNeXtBlock, dst: ResNeXtBranchBlock | None = None
         for branch, part in zip(dst.branches, getattr(src, layer).weight.chunk(k)):
             getattr(branch, layer).weight.copy_(part)
     for layer in ("bn1", "bn2"):
-        for name in _BN:
+        for name in BN_TENSORS:
             for branch, part in zip(dst.branches, getattr(getattr(src, layer), name).chunk(k)):
                 getattr(getattr(branch, layer), name).copy_(part)
     _copy_shared(src, dst)

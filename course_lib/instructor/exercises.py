@@ -5,10 +5,10 @@ An exercise is a *master* notebook in ``exercises/`` with
 - a cell tagged ``parameters`` (papermill), with allowed values in the metadata;
 - cells tagged ``solution``: the lines between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` are the answer, replaced for students by a stub;
-- cells tagged ``check``: hidden checks that call :func:`check`. Students never
-  see them; grading puts them back after the student's cells.
+- cells tagged ``check``: hidden checks that call ``course_lib.check.check``. Students
+  never see them; grading puts them back after the student's cells.
 
-Command line (``python -m course_lib.exercises --help``)::
+Command line (``python -m course_lib.instructor.exercises --help``)::
 
     make  EXERCISE SHEET --out DIR   # DIR/students/*.ipynb and DIR/solutions/*.ipynb
     check EXERCISE FOLDER --gradebook grades.csv [--timeout 300]
@@ -26,24 +26,13 @@ from pathlib import Path
 
 import nbformat
 
+from ..check import CHECK_LINE
 from . import nbparams
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = '# YOUR CODE HERE\nraise NotImplementedError("write your answer here")'
-CHECK_LINE = re.compile(r"^CHECK (\S+): (PASS|FAIL)(?:: (.*))?$", re.M)
 STUDENT_KEY = "student"
-EXERCISE_DIR = Path(__file__).resolve().parent.parent / "exercises"
-
-
-# --------------------------------------------------------------------------- in the notebooks
-def check(name: str, passed, message: str = "") -> bool:
-    """Record one check: ``passed`` is a bool or a function returning one (exceptions fail it)."""
-    try:
-        ok = bool(passed() if callable(passed) else passed)
-    except Exception as err:  # a student's bug fails this check and not the others
-        ok, message = False, f"{type(err).__name__}: {err}"
-    print(f"CHECK {name}: PASS" if ok else f"CHECK {name}: FAIL: {message or 'wrong answer'}")
-    return ok
+EXERCISE_DIR = Path(__file__).resolve().parents[2] / "exercises"
 
 
 # --------------------------------------------------------------------------- master notebooks
@@ -265,7 +254,7 @@ def check_folder(exercise, folder, gradebook, timeout: float = 300) -> list[dict
 
 # --------------------------------------------------------------------------- command line
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.exercises", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_lib.instructor.exercises", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the exercises")
     p = sub.add_parser("params", help="an exercise's parameters and allowed values")

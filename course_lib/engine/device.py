@@ -19,7 +19,7 @@ that meets a 1x1 feature map (the last stage of a ResNeSt on 32x32 images) as
 the matrix product it is: oneDNN's convolution backward is several times slower
 than a matrix product there. Same weights, same names, same result up to rounding.
 
-``python -m course_lib.bench --fast-path --compile`` measures all of it against
+``python -m course_lib.engine.bench --fast-path --compile`` measures all of it against
 float32 eager. ``torch.compile`` is an option (``compile=True``), off by default.
 
 ``RunSettings.for_device`` is a pure function of the device, the requested

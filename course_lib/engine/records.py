@@ -25,13 +25,15 @@ import hashlib
 import json
 import math
 import os
+import platform
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = 1
 ENV_RESULTS = "COURSE_RESULTS"
 ENV_RUNS = "COURSE_RUNS"
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def _default(env: str, name: str) -> Path:
@@ -184,9 +186,48 @@ def summarize(df, metrics=("val_acc", "test_acc"), by=("model", "recipe", "datas
 
 
 def mean_std(mean: float, std: float, digits: int = 2, scale: float = 100.0) -> str:
-    """'61.68 ± 0.42' (percent by default); a single seed shows the mean only."""
+    """'60.25 ± 0.42' (percent by default); a single seed shows the mean only."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- what a record says about its run
+def now() -> str:
+    """The time in UTC to the second, as records store it: ``2025-01-31T12:00:00+00:00``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def log_time(iso: str | None = None) -> str:
+    """The same instant (default: now) as the training log writes it: ``2025-01-31 12:00:00 UTC``."""
+    return (iso or now()).replace("T", " ").replace("+00:00", " UTC")
+
+
+def versions() -> dict:
+    """The versions of the libraries a run's numbers depend on."""
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "timm", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the course_lib source tree that runs (with '+dirty' for local edits), or None."""
+    import subprocess
+    here = Path(__file__).resolve().parents[1]   # the course_lib package
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--",
+                                str(here)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -9,9 +9,14 @@ Where data is looked up (the *data root*), first match wins:
 The data root may be read-only. Anything the loaders write (unpacked archives,
 the decoded CIFAR-10 tensor file, downloads) goes to the *cache dir*:
 ``COURSE_CACHE`` if set, else ``data/cache``.
+
+For training, ``DATASETS`` holds each data set's normalisation, classes and default
+validation size; :func:`load_data` returns the splits as uint8 tensors, and a
+:class:`DataConfig` names the data part of a run.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -38,7 +43,7 @@ ARCHIVES = {
     "hotdog64.tar.gz": "172d9fdb69249c764204e80016f4867083664c76ccba15626499d443a8bc38c6",
 }
 
-_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+_REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -326,3 +331,141 @@ def load_hotdog(split: str = "train", *, root=None, transform=None, download: bo
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     return ImageFolder(str(hotdog_dir(root, download) / split), transform=transform)
+
+
+# --------------------------------------------------------------------------- data sets for training
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DATASETS = {  # name -> normalisation, classes, default validation size, native image size
+    "cifar10": dict(mean=CIFAR10_MEAN, std=CIFAR10_STD, num_classes=10, val_size=5000, size=32),
+    "hotdog": dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=2, val_size=0, size=64),
+}
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float32 (B, 3, H, W), per-channel standardised."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1) * 255
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1) * 255
+    return (x.float() - m) / s
+
+
+def as_pair(d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(images, labels) of a TensorImages or of a pair; None stays None."""
+    if d is None:
+        return None
+    if hasattr(d, "images") and hasattr(d, "labels"):
+        return d.images, d.labels
+    images, labels = d
+    return images, labels
+
+
+def hotdog_tensors(split: str, size: int = 64, root=None):
+    """Hotdog as uint8 tensors (N, 3, size, size) + labels, decoded once per process."""
+    from torchvision import transforms
+    key = (split, size, str(root))
+    if key not in _HOTDOG:
+        folder = load_hotdog(split, root=root, transform=transforms.Compose(
+            [transforms.Resize((size, size)), transforms.PILToTensor()]))
+        images, labels = zip(*[folder[i] for i in range(len(folder))])
+        _HOTDOG[key] = TensorImages(torch.stack(images), torch.tensor(labels), tuple(folder.classes))
+    return _HOTDOG[key]
+
+
+_HOTDOG: dict = {}
+
+
+def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: int | None = None,
+              split_seed: int = 0, test_images: int | None = None, image_size: int | None = None,
+              root=None) -> dict:
+    """{'train', 'val', 'test'} TensorImages of a data set ('val' is None when val_size == 0).
+
+    ``images`` keeps that many (class-balanced) training images, ``test_images`` likewise.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: use one of {list(DATASETS)}")
+    if images is not None and images < 2:
+        raise ValueError(f"images must be None (all) or >= 2, got {images}")
+    val_size = DATASETS[dataset]["val_size"] if val_size is None else val_size
+    if dataset == "cifar10":
+        train = load_cifar10("train" if val_size else "train+val", root=root, val_size=val_size,
+                             split_seed=split_seed, limit=images)
+        val = load_cifar10("val", root=root, val_size=val_size, split_seed=split_seed) if val_size else None
+        test = load_cifar10("test", root=root)
+    else:
+        full = hotdog_tensors("train", image_size or DATASETS[dataset]["size"], root)
+        val = None
+        train = full
+        if val_size:
+            tr, va = split_indices(len(full), val_size, split_seed)
+            train, val = full.subset(tr), full.subset(va)
+        if images is not None:
+            train = train.subset(balanced_order(train.labels, seed=split_seed)[:images])
+        test = hotdog_tensors("test", image_size or DATASETS[dataset]["size"], root)
+    if test_images is not None:
+        test = test.subset(balanced_order(test.labels, seed=split_seed)[:test_images])
+    return {"train": train, "val": val, "test": test}
+
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' bytes (shape and dtype included), in order."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.uint8 else t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_identity(dataset: str, data: dict, root=None) -> dict:
+    """Which data a run saw: the source found, and a sha256 of every split's images and labels."""
+    out = {"dataset": dataset, "source": data_source(dataset, root)}
+    for split, part in data.items():
+        pair = as_pair(part)
+        out[split] = None if pair is None else {"n": len(pair[1]), "sha256": tensor_sha256(*pair)}
+    return out
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data a run trains and tests on (``course_lib.engine.runner.run``'s data part).
+
+    ``images``/``test_images``: a class-balanced subset (None: all); ``val_size``: images
+    held out of training for validation (None: the data set's default); ``image_size``:
+    the side the images are resized to (None: native); ``data_root``: where to look
+    (None: see :func:`data_root`).
+    """
+    dataset: str = "cifar10"
+    images: int | None = None
+    val_size: int | None = None
+    split_seed: int = 0
+    test_images: int | None = None
+    image_size: int | None = None
+    data_root: str | os.PathLike | None = None
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def resolved(self) -> "DataConfig":
+        """The same choice with the data set checked and its default validation size filled in."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: use one of {list(DATASETS)}")
+        if self.val_size is not None:
+            return self
+        return dataclasses.replace(self, val_size=DATASETS[self.dataset]["val_size"])
+
+    @property
+    def spec(self) -> dict:
+        """The data set's row of ``DATASETS``: mean, std, num_classes, val_size, size."""
+        return DATASETS[self.dataset]
+
+    def config(self) -> dict:
+        """The entries of a run's configuration (its key) that say which data it saw."""
+        return {"dataset": self.dataset, "images": self.images, "val_size": self.val_size,
+                "split_seed": self.split_seed, "test_images": self.test_images, "image_size": self.image_size}
+
+    def load(self) -> dict:
+        """``load_data`` of this choice: {'train', 'val', 'test'}."""
+        return load_data(self.dataset, images=self.images, val_size=self.val_size, split_seed=self.split_seed,
+                         test_images=self.test_images,
+                         image_size=self.image_size if self.dataset == "hotdog" else None, root=self.data_root)

@@ -1,0 +1,1 @@
+"""Diagrams and plots drawn with matplotlib: may import blocks and models only."""

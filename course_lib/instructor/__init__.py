@@ -1,0 +1,1 @@
+"""Instructor tools (exercises, notebook parameters, the experiments command line): may import every layer."""

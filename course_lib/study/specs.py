@@ -1,0 +1,358 @@
+"""The book's three studies as data: every training run of chapters 6-8, per profile.
+
+Each experiment chapter (06 ablation, 07 accuracy against latency, 08 transfer
+learning) lists its runs per *profile*:
+
+- ``smoke``: a few hundred images, 1 epoch, 1 seed: checks the pipeline (CI, minutes);
+- ``cpu``:   the reference runs of this book, measured on a 2-core CPU (records in results/cpu/);
+- ``full``:  the report's scale, for a GPU (45,000 CIFAR-10 training images, 20 epochs,
+  3 seeds; ImageNet weights for the transfer chapter; records in results/full/).
+
+A :class:`Spec` is one run; :func:`study` lists a chapter's runs after the report,
+:func:`protocol` the runs of the study recipe, :func:`all_specs` everything in training
+order. :func:`run_config` is the configuration that keys a run's record, so
+:func:`find` finds it without training anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..engine import records as res
+from ..engine.data import DATASETS, DataConfig
+from ..engine.device import RunSettings, pick_device, seed_everything
+from ..engine.recipes import get_recipe
+from ..engine.runner import architecture, build_model
+from ..engine.runner import run_config as engine_config
+from ..models.factory import create_model
+from .report import TABLE1, TABLE2, TRANSFER_MODELS
+
+PROFILES = ("smoke", "cpu", "full")
+CHAPTERS = {
+    "06": "chapters/06_ablation.ipynb",
+    "07": "chapters/07_accuracy_latency.ipynb",
+    "08": "chapters/08_transfer_learning.ipynb",
+}
+# the book's recipe at Table I's scale (its label differs from the full-scale row's, which in the
+# smoke and full profiles is the very same run as this row's seed 0)
+RECIPE_ROW = "ResNeSt-14-2s1x64d (book recipe, Table I scale)"
+
+
+# ------------------------------------------------------------------------------- one run
+@dataclass(frozen=True)
+class Spec:
+    """One training run of a chapter: what ``course_lib.engine.runner.run`` is called with.
+
+    ``init``: 'scratch', 'imagenet' (timm's ImageNet weights, needs internet) or
+    'cifar10' (the weights of this profile's CIFAR-10 pretraining run of the same model).
+    """
+    chapter: str
+    group: str                   # table | fullscale | recipe | pretrain | finetune
+    label: str                   # the row name in the chapter's table
+    model: str                   # a name for course_lib.create_model
+    recipe: str                  # 'report' | 'book' | 'finetune'
+    seed: int = 0
+    priority: int = 0            # smaller trains first
+    dataset: str = "cifar10"
+    images: int | None = None    # None: every training image (45,000 for CIFAR-10)
+    val_size: int | None = None  # None: the data set's default (CIFAR-10: 5,000 held out)
+    test_images: int | None = None
+    image_size: int | None = None
+    init: str = "scratch"
+    fields: tuple = ()           # recipe changes, as sorted (name, value) pairs
+    precision: str = "fp32"      # 'fp32' | 'bf16' | 'fp16' | 'auto' (resolved on the machine that asks)
+    channels_last: bool = False
+
+    @property
+    def recipe_fields(self) -> dict:
+        return dict(self.fields)
+
+    @property
+    def epochs(self) -> int:
+        return get_recipe(self.recipe, **self.recipe_fields).epochs
+
+    def data(self) -> DataConfig:
+        """The data part of the run, resolved (the data set's default validation size filled in)."""
+        return DataConfig(self.dataset, self.images, self.val_size, 0, self.test_images, self.image_size).resolved()
+
+    def describe(self) -> str:
+        imgs = "all" if self.images is None else f"{self.images:,}"
+        return (f"ch{self.chapter} {self.group:9s} {self.label:34s} seed {self.seed}  {self.dataset} "
+                f"{imgs} images, {self.epochs} epochs, recipe {self.recipe}, init {self.init}"
+                + ("" if self.precision == "fp32" else f", {self.precision}"))
+
+    def numerics(self) -> dict:
+        """precision, channels_last, compile as they enter the run's configuration."""
+        if self.precision != "auto":
+            return {"precision": self.precision, "channels_last": self.channels_last, "compile": False}
+        s = RunSettings.for_device(pick_device())
+        return {"precision": s.precision, "channels_last": s.channels_last, "compile": False}
+
+
+def _fields(**changes) -> tuple:
+    return tuple(sorted(changes.items()))
+
+
+# ------------------------------------------------------------------------------- the studies
+SMOKE = dict(images=100, val_size=100, test_images=100)
+SCALES = {
+    # chapter 06, Table I
+    "06": {"smoke": dict(**SMOKE, epochs=1, seeds=(0,)),
+           "cpu": dict(images=10_000, epochs=10, seeds=(0, 1, 2)),
+           "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
+    # chapter 06, one row at the report's scale (report recipe, then the book's recipe)
+    "06-fullscale": {"smoke": dict(**SMOKE, epochs=1),
+                     "cpu": dict(images=None, epochs=20),
+                     "full": dict(images=None, epochs=20)},
+    # chapter 07, Table II
+    "07": {"smoke": dict(**SMOKE, epochs=1, seeds=(0,)),
+           "cpu": dict(images=5_000, epochs=5, seeds=(0,)),
+           "full": dict(images=None, epochs=20, seeds=(0, 1, 2))},
+    # chapter 08: CIFAR-10 pretraining (cpu, smoke), then fine-tuning on Hotdog
+    "08-pretrain": {"smoke": dict(**SMOKE, epochs=1),
+                    "cpu": dict(images=10_000, epochs=5)},
+    "08": {"smoke": dict(images=64, epochs=1, test_images=64, image_size=None, init="cifar10"),
+           "cpu": dict(images=None, epochs=5, test_images=None, image_size=None, init="cifar10"),
+           "full": dict(images=None, epochs=5, test_images=None, image_size=224, init="imagenet")},
+}
+# D2L trains the network from scratch with a 10 times larger rate on every layer
+SCRATCH_LR = 5e-4
+
+
+def _cifar(s: dict) -> dict:
+    return {k: s[k] for k in ("images", "val_size", "test_images") if k in s}
+
+
+def _grid(chapter: str, group: str, names, recipe: str, scale: dict, seeds, priority: int, numerics=None,
+          **fields) -> list[Spec]:
+    """One run per seed and name, seed-major (seed 0 of every model first); priority + seed orders them."""
+    return [Spec(chapter, group, name, name, recipe, seed, priority + seed, **_cifar(scale), **(numerics or {}),
+                 fields=_fields(**fields))
+            for seed in seeds for name in names]
+
+
+def study(chapter: str, profile: str) -> list[Spec]:
+    """The runs of one chapter under one profile, in the chapter's order."""
+    check_profile(profile)
+    chapter = check_chapter(chapter)
+    out: list[Spec] = []
+    if chapter == "06":
+        s = SCALES["06"][profile]
+        out += _grid("06", "table", TABLE1, "report", s, s["seeds"], 10, epochs=s["epochs"])
+        f = SCALES["06-fullscale"][profile]
+        for recipe, prio in (("report", 20), ("book", 50)):
+            out.append(Spec("06", "fullscale", f"ResNeSt-14-2s1x64d ({recipe} recipe)", "ResNeSt-14-2s1x64d",
+                            recipe, 0, prio, **_cifar(f), fields=_fields(epochs=f["epochs"])))
+        # the book's recipe at Table I's scale and seeds, against Table I's report-recipe runs
+        for seed in s["seeds"]:
+            out.append(Spec("06", "recipe", RECIPE_ROW, "ResNeSt-14-2s1x64d", "book",
+                            seed, 60 + seed, **_cifar(s), fields=_fields(epochs=s["epochs"])))
+    elif chapter == "07":
+        s = SCALES["07"][profile]
+        out += _grid("07", "table", TABLE2, "report", s, s["seeds"], 30, epochs=s["epochs"])
+    else:
+        s = SCALES["08"][profile]
+        if s["init"] == "cifar10":
+            p = SCALES["08-pretrain"][profile]
+            for name in TRANSFER_MODELS:
+                out.append(Spec("08", "pretrain", f"{name} (CIFAR-10 pretraining)", name, "book", 0, 40,
+                                **_cifar(p), fields=_fields(epochs=p["epochs"])))
+        hot = dict(dataset="hotdog", images=s["images"], test_images=s["test_images"], image_size=s["image_size"])
+        for name in TRANSFER_MODELS:
+            weights = "ImageNet" if s["init"] == "imagenet" else "CIFAR-10"
+            out.append(Spec("08", "finetune", f"{name} ({weights} weights)", name, "finetune", 0, 41, **hot,
+                            init=s["init"], fields=_fields(epochs=s["epochs"])))
+            out.append(Spec("08", "finetune", f"{name} (from scratch)", name, "finetune", 0, 41, **hot,
+                            fields=_fields(epochs=s["epochs"], lr=SCRATCH_LR, head_lr_mult=1.0)))
+    return out
+
+
+# ------------------------------------------------------------------------------- the study protocol
+# The runs that answer the report's questions (one recipe, 'study'; sized to the seed noise).
+# They train with bfloat16 autocast and channels-last (course_lib.engine.device) and live beside the
+# report-recipe runs above, which stay as the chapters' lesson on recipes.
+PROBE_LRS = (0.05, 0.1, 0.2)        # the peak rates the 1-epoch probe tries
+# the peak rate the probe chose (None until it has run). Probe, 45,000 images, 1 epoch, seed 0,
+# bf16 (results/cpu, group 'probe'): validation accuracy 52.84 % at 0.05, 46.34 % at 0.1, 41.92 % at 0.2.
+# The best rate is the lowest tried; a 1-epoch probe favours small rates, and chapter 6 says so.
+STUDY_LR = 0.05
+MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
+PROBE_MODEL = "ResNeSt-14-2s1x64d"
+STUDY_SCALES = {
+    "smoke": dict(**SMOKE, epochs=1, seeds=(0,), extra_seeds=(), probe=dict(**SMOKE),
+                  precision_check=dict(**SMOKE, epochs=1, seeds=(0,))),
+    "cpu": dict(images=None, epochs=10, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
+                precision_check=dict(images=10_000, epochs=5, seeds=(0, 1))),
+    "full": dict(images=None, epochs=20, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
+                 precision_check=None),
+}
+STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
+                  "cpu": dict(precision="bf16", channels_last=True),
+                  "full": dict(precision="auto", channels_last=True)}
+
+
+def _steps_per_epoch(images: int | None, batch_size: int = 256) -> int:
+    n = 45_000 if images is None else images
+    return max(1, -(-n // batch_size))
+
+
+def protocol(chapter: str, profile: str) -> list[Spec]:
+    """The study runs of one chapter under one profile (see STUDY_SCALES)."""
+    check_profile(profile)
+    chapter = check_chapter(chapter)
+    s, num = STUDY_SCALES[profile], STUDY_NUMERICS[profile]
+    out: list[Spec] = []
+    if chapter != "06":
+        return out
+    # 1 epoch at each peak rate, warm-up over its first half, then cosine to zero
+    p = s["probe"]
+    for lr in PROBE_LRS:
+        out.append(Spec("06", "probe", f"{PROBE_MODEL}, peak lr {lr}", PROBE_MODEL, "study", 0, 1,
+                        **_cifar(p), **num,
+                        fields=_fields(epochs=1, lr=lr, warmup_steps=_steps_per_epoch(p["images"]) // 2)))
+    if STUDY_LR is None:
+        return out  # the rest waits for the probe's choice
+    c = s["precision_check"]
+    if c:  # the same runs in float32 and in bfloat16 (warm-up 1 epoch: 200 steps in all)
+        for seed in c["seeds"]:
+            for prec, cl in (("fp32", False), ("bf16", True)):
+                out.append(Spec("06", "precision", f"{PROBE_MODEL}, {prec}", PROBE_MODEL, "study", seed, 2,
+                                **_cifar(c), precision=prec, channels_last=cl,
+                                fields=_fields(epochs=c["epochs"], lr=STUDY_LR,
+                                               warmup_steps=_steps_per_epoch(c["images"]))))
+    out += _grid("06", "study", TABLE1, "study", s, s["seeds"], 10, num, epochs=s["epochs"], lr=STUDY_LR)
+    out += _grid("06", "study", MAIN_ARMS, "study", s, s["extra_seeds"], 80, num, epochs=s["epochs"], lr=STUDY_LR)
+    return out
+
+
+def all_specs(profile: str, chapter: str | None = None, groups=None) -> list[Spec]:
+    """Every run of a profile (or of one chapter, or of some groups), in training order; duplicates dropped."""
+    chapters = [check_chapter(chapter)] if chapter else list(CHAPTERS)
+    specs = [s for ch in chapters for s in (*study(ch, profile), *protocol(ch, profile))]
+    if groups:
+        known = {s.group for ch in CHAPTERS for s in (*study(ch, profile), *protocol(ch, profile))}
+        unknown = sorted(set(groups) - known)
+        if unknown:
+            raise ValueError(f"unknown group(s) {unknown}: the '{profile}' profile has {sorted(known)}")
+        specs = [s for s in specs if s.group in groups]
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].priority, i))
+    seen, out = set(), []
+    for i in order:
+        key = run_key(specs[i])
+        if key not in seen:
+            seen.add(key)
+            out.append(specs[i])
+    return out
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: use one of {list(PROFILES)}")
+    return profile
+
+
+def check_chapter(chapter) -> str:
+    chapter = f"{int(chapter):02d}" if str(chapter).isdigit() else str(chapter)
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}: use one of {list(CHAPTERS)}")
+    return chapter
+
+
+# ------------------------------------------------------------------------------- where things go
+def results_dir(profile: str, directory=None) -> Path:
+    """Records of a profile: ``directory`` if given, else results/<profile>/ (smoke: runs/results/smoke/)."""
+    if directory:
+        return Path(directory).expanduser()
+    check_profile(profile)
+    if profile == "smoke":
+        return res.runs_dir() / "results" / "smoke"
+    return res.results_dir() / profile
+
+
+def checkpoints_dir(profile: str) -> Path:
+    return res.runs_dir() / "checkpoints" / profile
+
+
+def notebooks_dir(profile: str) -> Path:
+    return res.runs_dir() / "notebooks" / profile
+
+
+# ------------------------------------------------------------------------------- configuration and records
+def _recipe(spec: Spec):
+    return get_recipe(spec.recipe, **spec.recipe_fields)
+
+
+def _num_classes(spec: Spec) -> int:
+    return DATASETS[spec.dataset]["num_classes"]
+
+
+def _pretrain_spec(spec: Spec) -> Spec:
+    found = [s for s in study(spec.chapter, _profile_of(spec)) if s.group == "pretrain" and s.model == spec.model]
+    return found[0]
+
+
+def _profile_of(spec: Spec) -> str:
+    for profile in PROFILES:
+        try:
+            if spec in study(spec.chapter, profile):
+                return profile
+        except ValueError:
+            continue
+    raise ValueError(f"{spec} belongs to no profile")
+
+
+def model_factory(spec: Spec, weights: Callable[[Spec], nn.Module] | None = None):
+    """(model argument of ``run``, its name): a name, or a function that builds the initialised model.
+
+    ``weights(pre)`` returns the trained model of the pretraining run ``pre`` (init 'cifar10');
+    with ``weights=None`` the networks are built without any weights, ImageNet's included:
+    the architecture is all a run's configuration needs.
+    """
+    if spec.init == "scratch":
+        return spec.model, None
+    if spec.init == "imagenet":
+        return (lambda: create_model(spec.model, num_classes=_num_classes(spec), pretrained=weights is not None)), \
+            f"{spec.model} (ImageNet weights)"
+    pre = _pretrain_spec(spec)
+
+    def build():
+        if weights is not None:
+            model = weights(pre)
+        else:
+            model = build_model(pre.model, _num_classes(pre), _recipe(pre).drop_rate)
+        model.reset_classifier(_num_classes(spec))
+        return model
+    return build, f"{spec.model} (CIFAR-10 weights {run_key(pre)})"
+
+
+def run_config(spec: Spec) -> dict:
+    """The configuration ``course_lib.engine.runner.run`` keys this run's record with."""
+    model, name = model_factory(spec)
+    arch = None
+    if not isinstance(model, str):
+        seed_everything(spec.seed)
+        arch = architecture(model())
+    return engine_config(name or model, _recipe(spec), spec.data(), seed=spec.seed, num_classes=_num_classes(spec),
+                         overrides={}, arch=arch, **spec.numerics())
+
+
+_KEYS: dict = {}
+
+
+def run_key(spec: Spec) -> str:
+    if spec not in _KEYS:
+        _KEYS[spec] = res.config_key(run_config(spec))
+    return _KEYS[spec]
+
+
+def find(spec: Spec, directory) -> dict | None:
+    """The stored record of a run (any status), or None."""
+    return res.find_record(run_config(spec), directory)
+
+
+def command(profile: str, chapter: str) -> str:
+    """The shell command that produces a chapter's runs of a profile."""
+    return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}"
