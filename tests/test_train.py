@@ -10,7 +10,7 @@ from torch import nn
 
 from course_lib.engine import recipes, runner
 from course_lib.engine import train as tr
-from course_lib.engine.data import load_data
+from course_lib.engine.data import DataConfig, load_data
 from course_lib.engine.device import RunSettings
 
 
@@ -67,6 +67,16 @@ def test_run_rejects_unknown_arguments_and_devices(dirs):
         runner.run(Tiny, "report", device="tpu", **dirs, **QUICK)
     with pytest.raises(ValueError, match="unknown dataset"):
         runner.run(Tiny, "report", dataset="mnist", **dirs, **QUICK)
+
+
+def test_run_takes_the_data_and_the_numerics_whole_or_field_by_field():
+    by_field = runner._parts("report", None, None, dict(images=300, val_size=100, precision="fp32", epochs=2))
+    whole = runner._parts("report", DataConfig(images=300, val_size=100), runner.Numerics(precision="fp32"),
+                          dict(epochs=2))
+    assert by_field == whole and by_field[0].epochs == 2
+    assert DataConfig().resolved().val_size == 5000 and DataConfig("hotdog").resolved().val_size == 0
+    with pytest.raises(ValueError, match="belong to data="):
+        runner._parts("report", DataConfig(), None, dict(images=10))
 
 
 def test_schedule_warms_up_then_decays():
