@@ -1,4 +1,11 @@
-"""Statistics of the studies: is a difference between two sets of seeds larger than their spread?"""
+"""Statistics of the studies: is a difference between two sets of seeds larger than their spread?
+
+Every variant of a study sees the same batch order for a given seed, so two variants'
+runs pair up seed by seed (seeds are blocks): ``paired_ci`` gives the mean paired
+difference with a t interval over seeds. Main contrasts are declared before the results;
+the others are corrected for multiplicity with ``holm``. ``mcnemar`` compares two runs
+image by image on the same test set (from the predictions each record keeps).
+"""
 from __future__ import annotations
 
 import math
@@ -20,3 +27,56 @@ def pooled_std(a, b) -> float:
     """sqrt((s_a^2 + s_b^2) / 2), the sample variances (n - 1) of the two sets averaged."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     return math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+
+def paired_ci(a, b, level: float = 0.95) -> dict:
+    """Mean paired difference a_i - b_i with its t confidence interval, t statistic and p-value.
+
+    ``a`` and ``b`` map seed -> value (dicts), or are sequences in the same seed order.
+    Only seeds present in both count.
+    """
+    from scipy import stats
+    if isinstance(a, dict) and isinstance(b, dict):
+        seeds = sorted(set(a) & set(b))
+        a, b = [a[s] for s in seeds], [b[s] for s in seeds]
+    if len(a) != len(b):
+        raise ValueError(f"paired_ci needs the same number of values on both sides, got {len(a)} and {len(b)}")
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    if n < 2:
+        return {"n": n, "diff": d[0] if d else None, "low": None, "high": None, "se": None, "t": None, "p": None}
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    se = sd / math.sqrt(n)
+    q = stats.t.ppf(0.5 + level / 2, n - 1)
+    if se == 0:
+        t, p = (math.inf if mean else 0.0), (0.0 if mean else 1.0)
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"n": n, "diff": mean, "low": mean - q * se, "high": mean + q * se, "se": se, "t": t, "p": p}
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given (each capped at 1, never decreasing)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    m, out, running = len(pvalues), [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def mcnemar(correct_a, correct_b) -> dict:
+    """McNemar's exact test: do two classifiers err on the same images at the same rate?
+
+    ``correct_a``/``correct_b``: booleans per test image, same images in the same order.
+    Returns the discordant counts (a right & b wrong, a wrong & b right) and the two-sided p.
+    """
+    from scipy import stats
+    if len(correct_a) != len(correct_b):
+        raise ValueError(f"mcnemar needs the same test images: {len(correct_a)} against {len(correct_b)}")
+    only_a = sum(1 for x, y in zip(correct_a, correct_b) if x and not y)
+    only_b = sum(1 for x, y in zip(correct_a, correct_b) if y and not x)
+    n = only_a + only_b
+    p = 1.0 if n == 0 else min(1.0, float(2 * stats.binom.cdf(min(only_a, only_b), n, 0.5)))
+    return {"only_a": only_a, "only_b": only_b, "p": p}

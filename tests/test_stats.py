@@ -1,0 +1,53 @@
+"""course_lib.study.stats: paired intervals, Holm's correction and McNemar's test against scipy's own."""
+import math
+
+import pytest
+from scipy import stats as sp
+
+from course_lib.study.stats import holm, mcnemar, paired_ci
+
+
+def test_paired_interval_matches_a_one_sample_t_test_of_the_differences():
+    a = {0: 80.1, 1: 81.0, 2: 79.6, 3: 80.9}
+    b = {0: 79.0, 1: 80.2, 2: 79.1, 3: 79.5, 7: 10.0}     # seed 7 has no partner: left out
+    out = paired_ci(a, b)
+    d = [1.1, 0.8, 0.5, 1.4]
+    ref = sp.ttest_1samp(d, 0.0)
+    low, high = sp.t.interval(0.95, len(d) - 1, loc=sum(d) / 4, scale=sp.sem(d))
+    assert out["n"] == 4 and out["diff"] == pytest.approx(0.95)
+    assert (out["low"], out["high"]) == (pytest.approx(low), pytest.approx(high))
+    assert out["p"] == pytest.approx(ref.pvalue) and out["t"] == pytest.approx(ref.statistic)
+
+
+def test_pairing_removes_what_the_seeds_share():
+    # a seed effect of +-3 points hides a steady +0.5 from an unpaired test, not from a paired one
+    a = [83.5, 77.5, 80.5, 86.5]
+    b = [83.0, 77.0, 80.0, 86.0 - 0.1]
+    assert paired_ci(a, b)["p"] < 0.001
+    assert sp.ttest_ind(a, b, equal_var=False).pvalue > 0.5
+
+
+def test_paired_interval_edge_cases():
+    assert paired_ci([1.0], [0.5])["low"] is None
+    same = paired_ci([1.0, 2.0], [0.5, 1.5])
+    assert same["se"] == 0 and same["p"] == 0.0 and math.isinf(same["t"])
+    with pytest.raises(ValueError, match="same number"):
+        paired_ci([1.0, 2.0], [1.0])
+
+
+def test_holm_steps_down_and_never_decreases():
+    p = [0.01, 0.04, 0.03, 0.5]
+    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_mcnemar_counts_disagreements_and_matches_the_binomial_test():
+    a = [True] * 30 + [False] * 10 + [True] * 50
+    b = [False] * 30 + [True] * 10 + [True] * 50
+    out = mcnemar(a, b)
+    assert (out["only_a"], out["only_b"]) == (30, 10)
+    assert out["p"] == pytest.approx(sp.binomtest(10, 40, 0.5).pvalue)
+    assert mcnemar([True, False], [True, False])["p"] == 1.0
+    with pytest.raises(ValueError, match="same test images"):
+        mcnemar([True], [True, False])
