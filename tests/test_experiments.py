@@ -210,3 +210,15 @@ def test_a_run_being_trained_elsewhere_is_skipped(tmp_path, monkeypatch, capsys)
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     with queue._run_lock(spec, "smoke") as mine:   # released
         assert mine
+
+
+def test_table2_study_runs_every_network_and_a_second_seed_for_four():
+    runs = [s for s in specs.all_specs("cpu", "07") if s.group == "study"]
+    assert [s.label for s in runs if s.seed == 0] == list(report.TABLE2)
+    assert sorted(s.label for s in runs if s.seed == 1) == sorted(specs.TABLE2_SECOND_SEED)
+    assert all(s.images == 20_000 and s.epochs == 8 and s.precision == "bf16" for s in runs)
+    assert all(s.recipe_fields["lr"] == specs.STUDY_LR for s in runs)
+    # after Table I's first three seeds, before Table I's extra seeds
+    order = [(s.chapter, s.group, s.seed) for s in specs.all_specs("cpu") if s.group == "study"]
+    assert order.index(("07", "study", 0)) > order.index(("06", "study", 2))
+    assert order.index(("07", "study", 1)) < order.index(("06", "study", 3))

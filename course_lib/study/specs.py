@@ -189,6 +189,11 @@ STUDY_SCALES = {
     "full": dict(images=None, epochs=20, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
                  precision_check=None),
 }
+# Table II (chapter 07): every network on 20,000 images for 8 epochs, a second seed for four of them
+TABLE2_SECOND_SEED = ("ResNeSt-14", "ResNeSt-50", "ResNet-18", "EfficientNet-b0")
+STUDY_TABLE2 = {"smoke": dict(**SMOKE, epochs=1, seeds=(0,), extra_seeds=()),
+                "cpu": dict(images=20_000, epochs=8, seeds=(0,), extra_seeds=(1,)),
+                "full": dict(images=None, epochs=20, seeds=(0, 1, 2), extra_seeds=())}
 STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
                   "cpu": dict(precision="bf16", channels_last=True),
                   "full": dict(precision="auto", channels_last=True)}
@@ -205,6 +210,11 @@ def protocol(chapter: str, profile: str) -> list[Spec]:
     chapter = check_chapter(chapter)
     s, num = STUDY_SCALES[profile], STUDY_NUMERICS[profile]
     out: list[Spec] = []
+    if chapter == "07" and STUDY_LR is not None:
+        t = STUDY_TABLE2[profile]
+        out += _grid("07", "study", TABLE2, "study", t, t["seeds"], 60, num, epochs=t["epochs"], lr=STUDY_LR)
+        out += _grid("07", "study", TABLE2_SECOND_SEED, "study", t, t["extra_seeds"], 60, num,
+                     epochs=t["epochs"], lr=STUDY_LR)
     if chapter != "06":
         return out
     # 1 epoch at each peak rate, warm-up over its first half, then cosine to zero
