@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make book   creates .venv if missing, installs everything, executes the chapters, builds _build/html
 #   make test   unit tests of course_lib + pytest --nbval over the chapters
+# Authors (DEVELOPERS.md): edit src/chapters/NN_*.md, then `make chapter NB=NN` (sync + execute)
+# and `make test-notebooks NB=NN`; exercises: src/exercises/NN_*.md and `make exercise NB=NN`.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +13,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book web-assets test-site test test-unit test-notebooks install clean experiments
+.PHONY: book web-assets test-site test test-unit test-notebooks install clean experiments chapter exercise sync
 
 install: $(STAMP)
 
@@ -53,8 +55,23 @@ test: test-unit test-notebooks
 test-unit: $(STAMP)
 	$(PY) -m pytest tests
 
+# NB=04: only that chapter
 test-notebooks: $(STAMP)
-	$(PY) -m pytest --nbval chapters/ --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest --nbval $(if $(NB),chapters/$(NB)_*.ipynb,chapters/) --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
+
+# A chapter's text source src/chapters/NN_*.md into chapters/NN_*.ipynb, executed in place
+# (tools/execute.py); tests/test_text_sources.py, part of `make test`, fails when a pair disagrees.
+chapter: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make chapter NB=04"; exit 2; }
+	$(PY) tools/execute.py chapters/$(NB)
+
+exercise: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make exercise NB=02"; exit 2; }
+	$(PY) tools/execute.py exercises/$(NB)
+
+# Every text source into its notebook without executing (markdown and front matter edits only)
+sync: $(STAMP)
+	$(PY) tools/execute.py --no-execute $(patsubst src/%.md,%,$(wildcard src/chapters/*.md src/exercises/*.md))
 
 # The experiment chapters 6-8 through papermill (course_lib/instructor/experiments.py), training what is missing:
 # PROFILE=smoke (minutes, records in runs/) | cpu (results/cpu/) | full (GPU, results/full/); CHAPTER=06|07|08

@@ -1,7 +1,7 @@
 """The chapters' prose quotes the committed `cpu` reference runs: keep the two in step.
 
 Each test recomputes, from the records in results/cpu/, a statement that a chapter
-makes in words, and reads the sentence from the chapter's source.
+makes in words, and reads the sentence from the chapter's text source in src/chapters/.
 """
 from pathlib import Path
 
@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _source(chapter: str) -> str:
-    return " ".join((ROOT / "tools" / "chapters" / f"ch{chapter}.py").read_text().split())
+    """The chapter's text source (src/chapters/NN_*.md), whitespace collapsed."""
+    (path,) = (ROOT / "src" / "chapters").glob(f"{chapter}_*.md")
+    return " ".join(path.read_text().split())
 
 
 def _finished(chapter: str, group: str):

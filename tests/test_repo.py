@@ -1,33 +1,55 @@
 """The repository's one-place settings stay in agreement."""
 import json
+import re
 from pathlib import Path
 
+import yaml
+
 import course_lib
-from tools.nb import repo_url
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "exercises").glob("*.ipynb"))
+TEXTS = sorted((ROOT / "src").glob("*/*.md"))   # their MyST sources (tests/test_text_sources.py)
+
+
+def repo_url() -> str:
+    """The repository address, set once in _config.yml."""
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
 def test_repo_url_is_set_in_one_place():
     assert course_lib.REPO_URL == repo_url()
 
 
-def test_every_chapter_starts_with_the_setup_cell():
-    notebooks = sorted((ROOT / "chapters").glob("*.ipynb"))
-    assert notebooks
-    for path in notebooks:
+def test_every_notebook_starts_with_the_setup_cell():
+    """The first code cell installs course_lib from _config.yml's repository (on Colab)."""
+    assert NOTEBOOKS
+    for path in NOTEBOOKS:
         cells = json.loads(path.read_text())["cells"]
         first_code = next(c for c in cells if c["cell_type"] == "code")
         source = "".join(first_code["source"])
         assert f"git+{repo_url()}" in source, path.name
+        assert "setup" in first_code["metadata"].get("tags", []), f"{path.name}: tag the setup cell `setup`"
 
 
 def test_no_control_characters_in_notebook_text():
-    """A TeX command written as "\\a..." in a Python string becomes a bell character (\\x07)."""
-    notebooks = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "exercises").glob("*.ipynb"))
-    assert notebooks
-    for path in notebooks:
+    """A TeX command written as "\\a..." in a Python string became a bell character (\\x07)."""
+    assert NOTEBOOKS and TEXTS
+    for path in NOTEBOOKS:
         for i, cell in enumerate(json.loads(path.read_text())["cells"]):
             text = "".join(cell["source"])
             bad = sorted({hex(ord(ch)) for ch in text if ord(ch) < 32 and ch not in "\n\t"})
-            assert not bad, f"{path.name}, cell {i}: control characters {bad}; escape the backslash in its source"
+            assert not bad, f"{path.name}, cell {i}: control characters {bad}"
+    for path in TEXTS:
+        bad = sorted({hex(ord(ch)) for ch in path.read_text() if ord(ch) < 32 and ch not in "\n\t"})
+        assert not bad, f"{path.relative_to(ROOT)}: control characters {bad}"
+
+
+def test_tex_is_not_double_escaped():
+    """In Markdown a TeX command has one backslash: `\\\\mathbf` is a line break and `mathbf`."""
+    assert NOTEBOOKS
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "markdown":
+                doubled = re.findall(r"\\\\[A-Za-z]+", "".join(cell["source"]))
+                assert not doubled, f"{path.name}, cell {i}: doubled backslashes {doubled}"

@@ -102,7 +102,8 @@ def test_search_works_offline(browser, server):
 @pytest.mark.parametrize("page", NOTEBOOKS, ids=str)
 def test_setup_cell_draws_figures_inline(page):
     """With MPLBACKEND=Agg (the Makefile sets it) a kernel draws figures off-page and the
-    page shows none, silently; `%matplotlib inline` in the setup cell (tools/nb.py) prevents it."""
+    page shows none, silently; `%matplotlib inline` in the setup cell (the first code cell
+    of src/chapters/NN_*.md) prevents it."""
     import json
     code = ["".join(c["source"]) for c in json.loads(page.source.read_text())["cells"]
             if c["cell_type"] == "code"]
