@@ -1,0 +1,116 @@
+"""What the study's runs say: variants over seeds, paired contrasts with intervals, McNemar.
+
+The study (``specs.protocol``) trains every Table I variant with the same seeds; for
+a given seed every variant sees the same batches, so seeds are blocks and two variants
+are compared seed by seed (``stats.paired_ci``). Three contrasts are declared before
+any result (``MAIN_CONTRASTS``); the report's other pairs are corrected for
+multiplicity with Holm's method.
+"""
+from __future__ import annotations
+
+from .report import REPORT_TABLE1, TABLE1_PAIRS
+from .specs import find, protocol, results_dir
+from .stats import holm, mcnemar, paired_ci
+
+# Declared in chapter 6 before its results: (name, variant, baseline)
+MAIN_CONTRASTS = (
+    ("the whole ResNeSt change", "ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d"),
+    ("stem + shortcut", "ResNeSt-14-0s1x64d", "ResNet-14-0s1x64d"),
+    ("split attention (radix 2)", "ResNeSt-14-2s1x64d", "ResNeSt-14-0s1x64d"),
+)
+
+
+def study_records(chapter: str, profile: str, directory=None, group: str = "study") -> list[dict]:
+    """One row per finished run of a protocol group: label, seed, test accuracy (%), record."""
+    directory = results_dir(profile, directory)
+    rows = []
+    for s in protocol(chapter, profile):
+        if s.group != group:
+            continue
+        rec = find(s, directory)
+        if rec and rec.get("status") == "finished" and rec.get("test_acc") is not None:
+            rows.append({"label": s.label, "seed": s.seed, "acc": 100 * rec["test_acc"], "record": rec})
+    return rows
+
+
+def by_label(rows) -> dict[str, dict[int, float]]:
+    """{label: {seed: accuracy %}}."""
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        out.setdefault(r["label"], {})[r["seed"]] = r["acc"]
+    return out
+
+
+def variants(rows, report=REPORT_TABLE1):
+    """Per variant: seeds, mean and SD of the test accuracy (%), and the report's single value."""
+    import statistics
+
+    import pandas as pd
+    table = []
+    for label, accs in by_label(rows).items():
+        v = list(accs.values())
+        table.append({"model": label, "seeds": len(v), "mean %": round(statistics.mean(v), 2),
+                      "SD": round(statistics.stdev(v), 2) if len(v) > 1 else None,
+                      "report %": report.get(label, (None,) * 4)[3]})
+    return pd.DataFrame(table).set_index("model") if table else pd.DataFrame()
+
+
+def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95):
+    """Each contrast: paired mean difference (points) with its CI, p, and Holm's p for the non-main ones."""
+    import pandas as pd
+    acc = by_label(rows)
+    main_pairs = {(a, b): name for name, a, b in main}
+    todo = [(name, a, b, True) for name, a, b in main]
+    todo += [(f"{a} - {b}", a, b, False) for a, b in pairs if (a, b) not in main_pairs]
+    out = []
+    for name, a, b, is_main in todo:
+        c = paired_ci(acc.get(a, {}), acc.get(b, {}), level)
+        out.append({"contrast": name, "variant": a, "baseline": b, "main": is_main, "seeds": c["n"],
+                    "difference": c["diff"], "CI low": c["low"], "CI high": c["high"], "p": c["p"]})
+    extra = [i for i, r in enumerate(out) if not r["main"] and r["p"] is not None]
+    adjusted = holm([out[i]["p"] for i in extra])
+    for r in out:
+        r["p (Holm)"] = None
+    for i, p in zip(extra, adjusted):
+        out[i]["p (Holm)"] = p
+    for r in out:
+        p = r["p"] if r["main"] else r["p (Holm)"]
+        r["verdict"] = ("needs >= 2 seeds of both" if p is None else
+                        "differs (95 % CI excludes 0)" if p < 1 - level else "no difference shown")
+    return pd.DataFrame(out).set_index("contrast")
+
+
+def mcnemar_by_seed(rows, variant: str, baseline: str):
+    """McNemar's test of two variants on the test images, one row per seed both have."""
+    import pandas as pd
+    from ..engine.train import decode_predictions
+    recs = {(r["label"], r["seed"]): r["record"] for r in rows}
+    out = []
+    for seed in sorted({s for (lab, s) in recs if lab == variant} & {s for (lab, s) in recs if lab == baseline}):
+        ra, rb = recs[(variant, seed)], recs[(baseline, seed)]
+        pa, pb = ra.get("test_predictions"), rb.get("test_predictions")
+        if not pa or not pb or pa.get("labels_sha256") != pb.get("labels_sha256"):
+            continue
+        labels = _labels(ra)
+        a, b = decode_predictions(pa) == labels, decode_predictions(pb) == labels
+        m = mcnemar(a.tolist(), b.tolist())
+        out.append({"seed": seed, f"only {variant} right": m["only_a"], f"only {baseline} right": m["only_b"],
+                    "p": m["p"]})
+    return pd.DataFrame(out)
+
+
+def _labels(record: dict):
+    """The test labels a record's predictions refer to (checked against the stored hash)."""
+    import hashlib
+
+    import torch
+    from ..engine.data import DataConfig, load_data
+    cfg = record["config"]
+    data = load_data(**{k: cfg[k] for k in ("dataset", "images", "val_size", "split_seed", "test_images")
+                        if k in DataConfig.fields()})
+    y = data["test"].labels
+    got = hashlib.sha256(y.to(torch.int64).numpy().astype("uint8").tobytes()).hexdigest()
+    if got != record["test_predictions"]["labels_sha256"]:
+        raise ValueError(f"the test set here differs from the one run {record['key']} was scored on: "
+                         "its predictions cannot be compared image by image")
+    return y
