@@ -57,13 +57,50 @@ _RADIX_HINT = {0: "0 = plain grouped conv",
                   "or ResNeSt/ResNestBottleneck with radix=0"}
 
 
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` if it is a whole number >= ``minimum``; else a ValueError naming ``name`` and the fix."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = f" (write {value})" if isinstance(value, str) and value.strip().lstrip("-").isdigit() else ""
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r} "
+                         f"({type(value).__name__}){hint}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_odd_kernel(name: str, value) -> int:
+    """An odd kernel size: with padding (k - 1) / 2 the map keeps its size."""
+    check_int(name, value)
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd so that padding keeps the map's size, got {value} "
+                         f"(an even kernel would shrink or shift it): use {value - 1} or {value + 1}")
+    return value
+
+
+def check_input(x, channels: int, training: bool, what: str) -> None:
+    """A clear error, before torch's, for input that a block cannot take."""
+    if not hasattr(x, "dim") or x.dim() != 4:
+        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+        fix = " (one image? add the batch dimension: x[None])" if hasattr(x, "dim") and x.dim() == 3 else ""
+        raise ValueError(f"{what} takes a batch of shape (N, {channels}, H, W), got {shape}{fix}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{what} was built for {channels} input channels, got {x.shape[1]} "
+                         f"(input shape {tuple(x.shape)})")
+    if training and x.shape[0] < 2:
+        raise ValueError(f"{what} is in training mode and got a batch of {x.shape[0]} image: its batch "
+                         "norm needs at least 2 to estimate statistics. Use a larger batch, or call "
+                         ".eval() to run it on one image")
+
+
 def check_groups(channels: int, cardinality: int, radix: int = 1, *, what: str = "channels",
                  min_radix: int = 1) -> None:
     """ValueError naming the broken constraint when ``channels`` cannot be cut into
     K cardinal groups of R radix splits, ``G = K*R`` featuremap groups (R = 0, allowed
     with ``min_radix=0``, is the plain grouped convolution: G = K)."""
-    if cardinality < 1:
-        raise ValueError(f"cardinality K must be >= 1, got {cardinality}")
+    check_int(what, channels)
+    check_int("cardinality K", cardinality)
+    if isinstance(radix, bool) or not isinstance(radix, int):
+        check_int("radix R", radix, min_radix)  # raises: not a whole number
     if radix < min_radix:
         raise ValueError(f"radix R must be >= {min_radix}, got {radix} ({_RADIX_HINT[min_radix]})")
     groups = cardinality * max(radix, 1)
@@ -79,8 +116,9 @@ def check_groups(channels: int, cardinality: int, radix: int = 1, *, what: str =
 
 def _check(in_channels: int, bottleneck: int, cardinality: int, out_channels: int | None) -> int:
     """Check a ResNeXt bottleneck's sizes; returns its output channels (default: in_channels)."""
-    if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    check_int("in_channels", in_channels)
+    if out_channels is not None:
+        check_int("out_channels", out_channels)
     check_groups(bottleneck, cardinality, what="the bottleneck width b (each branch gets b/K channels)")
     return out_channels or in_channels
 

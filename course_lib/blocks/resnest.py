@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grouped import check_groups, shortcut
+from .grouped import check_groups, check_input, check_int, shortcut
 from .split_attn import MixedKernelSplitAttn, SplitAttn
 
 __all__ = ["ResNestBottleneck", "ResNeSt", "EXPANSION"]
@@ -123,6 +123,11 @@ class ResNeSt(nn.Module):
                  zero_init_last: bool = True):
         super().__init__()
         _check_options(layers, width, stem_width, drop_rate, num_classes, kernel_sizes)
+        check_int("radix R", radix, 0)
+        check_int("cardinality K", cardinality)
+        check_int("in_chans", in_chans)
+        check_int("reduction", reduction)
+        self.in_chans = in_chans
         if kernel_sizes is not None:
             radix = len(kernel_sizes)
         self.drop_rate = drop_rate
@@ -187,6 +192,7 @@ class ResNeSt(nn.Module):
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_chans, self.training, "ResNeSt")
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
@@ -200,15 +206,14 @@ class ResNeSt(nn.Module):
 
 def _check_options(layers, width, stem_width, drop_rate, num_classes, kernel_sizes) -> None:
     """The network-wide options; K and R are checked by every bottleneck, with its width."""
-    if len(layers) != 4 or any(int(n) < 1 for n in layers):
-        raise ValueError(f"layers must be 4 positive block counts (one per stage), got {tuple(layers)}")
-    if width < 1:
-        raise ValueError(f"bottleneck width must be >= 1, got {width}")
-    if stem_width < 1:
-        raise ValueError(f"stem_width must be >= 1, got {stem_width}")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0 (0 = no classifier), got {num_classes}")
+    if (not isinstance(layers, (tuple, list)) or len(layers) != 4
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in layers)):
+        raise ValueError(f"layers must be 4 positive block counts, one per stage, e.g. (1, 1, 1, 1) for a "
+                         f"14-layer network (depth = 3 * sum(layers) + 2), got {layers!r}")
+    check_int("bottleneck width", width)
+    check_int("stem_width", stem_width)
+    if isinstance(drop_rate, bool) or not isinstance(drop_rate, (int, float)) or not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}")
+    check_int("num_classes (0 = no classifier)", num_classes, 0)
     if kernel_sizes is not None and len(kernel_sizes) < 1:
         raise ValueError("kernel_sizes needs one kernel size per radix split, got none")

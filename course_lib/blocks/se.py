@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .grouped import check_int
+
 __all__ = ["SqueezeExcite", "pooled_fc"]
 
 
@@ -43,10 +45,10 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16, hidden_channels: int | None = None):
         super().__init__()
-        if channels < 1:
-            raise ValueError(f"channels must be >= 1, got {channels}")
-        if reduction < 1:
-            raise ValueError(f"reduction r must be >= 1, got {reduction}")
+        check_int("channels", channels)
+        check_int("reduction r", reduction)
+        if hidden_channels is not None:
+            check_int("hidden_channels", hidden_channels)
         hidden = hidden_channels if hidden_channels is not None else channels // reduction
         if hidden < 1:
             raise ValueError(f"{channels} channels are too few for reduction r = {reduction}: "

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .grouped import check_input, check_int
 from .se import pooled_fc
 
 __all__ = ["SelectiveKernel", "SelectiveKernelAttn", "sk_attn_channels"]
@@ -89,7 +90,10 @@ class SelectiveKernel(nn.Module):
                  stride: int = 1, groups: int = 1, reduction: int = 16, min_attn_channels: int = 32,
                  attn_channels: int | None = None, split_input: bool = False):
         super().__init__()
-        out_channels = out_channels or in_channels
+        check_int("in_channels", in_channels)
+        out_channels = in_channels if out_channels is None else check_int("out_channels", out_channels)
+        check_int("stride", stride)
+        check_int("groups", groups)
         kernel_sizes = tuple(kernel_sizes)
         dilations = tuple(dilations) if dilations is not None else (1,) * len(kernel_sizes)
         if len(kernel_sizes) < 2:
@@ -110,6 +114,7 @@ class SelectiveKernel(nn.Module):
                              f"output ({out_channels}) channels")
         attn = attn_channels or sk_attn_channels(out_channels, reduction, min_attn_channels)
         self.split_input = split_input
+        self.in_channels = in_channels
         self.branches = branches
         self.paths = nn.ModuleList(ConvBnRelu(branch_in, out_channels, k, stride, d, groups)
                                    for k, d in zip(kernel_sizes, dilations))
@@ -117,6 +122,7 @@ class SelectiveKernel(nn.Module):
         self.last_attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, self.training, "SelectiveKernel")
         inputs = x.chunk(self.branches, 1) if self.split_input else (x,) * self.branches
         u = torch.stack([path(xi) for path, xi in zip(self.paths, inputs)], 1)  # (N, R, C, H, W)
         a = self.attn(u)                                                         # (N, R, C)

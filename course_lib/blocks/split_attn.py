@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grouped import BN_TENSORS, check_groups
+from .grouped import BN_TENSORS, check_groups, check_input, check_int, check_odd_kernel
 
 __all__ = ["split_attn_channels", "check_attn_channels", "RadixSoftmax", "SplitAttn", "CardinalGroup",
            "SplitAttnCardinal", "MixedKernelSplitAttn", "cardinal_to_radix",
@@ -82,7 +82,7 @@ class _Sizes(nn.Module):
     def __init__(self, in_channels: int, out_channels: int | None, cardinality: int, radix: int,
                  reduction: int, attn_channels: int | None):
         super().__init__()
-        out_channels = out_channels or in_channels
+        out_channels = in_channels if out_channels is None else out_channels
         _check_split(in_channels, out_channels, cardinality, radix)
         attn = attn_channels or split_attn_channels(in_channels, radix, reduction, cardinality=cardinality)
         check_attn_channels(attn, cardinality)
@@ -135,6 +135,9 @@ class SplitAttn(_Sizes):
                  stride: int = 1, dilation: int = 1, cardinality: int = 1, radix: int = 2,
                  reduction: int = 4, attn_channels: int | None = None):
         super().__init__(in_channels, out_channels, cardinality, radix, reduction, attn_channels)
+        check_odd_kernel("kernel_size", kernel_size)
+        check_int("stride", stride)
+        check_int("dilation", dilation)
         c, d = self.out_channels, self.attn_channels
         self.conv = self._make_conv(in_channels, c, kernel_size, stride, dilation)
         self.bn0 = nn.BatchNorm2d(c * radix)
@@ -153,6 +156,7 @@ class SplitAttn(_Sizes):
                          groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, self.training, type(self).__name__)
         x = F.relu(self.bn0(self._splits(x)), inplace=True)       # (N, R*C, H, W)
         n, rc, h, w = x.shape
         u = x.reshape(n, self.radix, rc // self.radix, h, w)       # the R splits: (N, R, C, H, W)

@@ -15,6 +15,10 @@ SCHEDULES = ("constant", "cosine", "linear")
 LOSS_REDUCTIONS = ("mean", "sum")
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything about *how* a model is trained (not which model, not which data).
@@ -42,6 +46,14 @@ class Recipe:
     grad_clip: float | None = None  # max gradient norm, None = no clipping
 
     def __post_init__(self):
+        numbers = ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "drop_rate",
+                   "head_lr_mult", "grad_clip")
+        wrong = [f"{k} must be a finite number, got {getattr(self, k)!r}" for k in numbers
+                 if getattr(self, k) is not None and not _finite(getattr(self, k))]
+        wrong += [f"{k} must be True or False, got {getattr(self, k)!r}" for k in ("nesterov", "flip")
+                  if not isinstance(getattr(self, k), bool)]
+        if wrong:  # before the range checks, which would fail inside Python's comparisons
+            raise ValueError(f"bad recipe {self.name!r}: " + "; ".join(wrong))
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an integer >= 1"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
