@@ -72,7 +72,7 @@ def test_missing_data_set_gives_a_clear_error(tmp_path, loader):
 def test_failed_download_is_reported_without_a_deep_trace(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
-    monkeypatch.setattr(data, "_cifar_from_torchvision", offline)
+    monkeypatch.setattr(data, "_download_cifar", offline)
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(data.DatasetNotFoundError, match="network is unreachable") as err:
         data.load_cifar10("train", root=tmp_path / "empty", download=True)

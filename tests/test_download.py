@@ -4,63 +4,14 @@ The server serves archives that the tests build, in the official layouts; one ro
 announces more bytes than it sends and closes the connection, as a dropped link does.
 """
 import hashlib
-import io
 import multiprocessing
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers_http import hotdog_zip, server  # noqa: F401 (fixture)
 
 from course_lib.engine.download import DownloadError, fetch, unpack_zip
-
-
-class _Handler(BaseHTTPRequestHandler):
-    routes: dict = {}
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        body = self.routes.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        drop = self.path.startswith("/drop/")
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if drop else body)
-        if drop:
-            self.wfile.flush()
-            self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler.routes
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def hotdog_zip(n_per_class: int = 2) -> bytes:
-    """A zip in the layout of D2L's hotdog.zip: hotdog/{train,test}/{hotdog,not-hotdog}/N.png."""
-    from PIL import Image
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for split in ("train", "test"):
-            for k, cls in enumerate(("hotdog", "not-hotdog")):
-                for i in range(n_per_class):
-                    img = io.BytesIO()
-                    Image.new("RGB", (20 + i, 24), (200 * k, 40 * i, 90)).save(img, format="PNG")
-                    z.writestr(f"hotdog/{split}/{cls}/{i}.png", img.getvalue())
-    return buf.getvalue()
 
 
 def _leftovers(folder: Path) -> list[str]:

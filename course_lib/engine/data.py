@@ -10,6 +10,12 @@ The data root may be read-only. Anything the loaders write (unpacked archives,
 the decoded CIFAR-10 tensor file, downloads) goes to the *cache dir*:
 ``COURSE_CACHE`` if set, else ``data/cache``.
 
+When a data set is nowhere, ``download=True`` (the default) fetches the official copy:
+CIFAR-10 through torchvision (md5-checked), D2L's Hotdog from D2L's address with its
+SHA-1 checked (:mod:`course_lib.engine.download`, no d2l package needed). Both unpack
+into a temporary folder that is renamed into place, so a failed download leaves nothing
+half-done behind, and both fail with a message that names the address and what to do.
+
 For training, ``DATASETS`` holds each data set's normalisation, classes and default
 validation size; :func:`load_data` returns the splits as uint8 tensors, and a
 :class:`DataConfig` names the data part of a run.
@@ -21,7 +27,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,14 +77,22 @@ def _default_root() -> Path:
     return _REPO_DATA if _REPO_DATA.is_dir() else Path("data")
 
 
+BY_HAND = {"CIFAR-10": "unpack it into {root} (it holds cifar-10-batches-py/)",
+           "Hotdog": "put it in {root} as hotdog.zip"}
+
+
 def _not_found(name: str, root: Path, looked_for: list[str], url: str, why: str = "") -> DatasetNotFoundError:
     lines = [f"{name} was not found under the data root {root}.",
              f"Looked for: {', '.join(looked_for)}."]
     if why:
-        lines.append(f"The download did not work either: {why}")
-    lines.append(f"Fix: put a copy there, point the environment variable {ENV_ROOT} at a folder "
-                 f"that has one, or call the loader with download=True while online "
-                 f"(it fetches {url}).")
+        lines.append(f"The download from {url} did not work either: {why}")
+        lines.append(f"Fix: try again (a download that fails leaves nothing behind), or download {url} "
+                     f"by hand and {BY_HAND[name].format(root=root)}, or point the environment variable "
+                     f"{ENV_ROOT} at a folder that has a copy.")
+    else:
+        lines.append(f"Fix: put a copy there, point the environment variable {ENV_ROOT} at a folder "
+                     f"that has one, or call the loader with download=True while online "
+                     f"(it downloads {url}).")
     return DatasetNotFoundError("\n".join(lines))
 
 
@@ -179,13 +192,57 @@ def _find_cifar(root: Path, download: bool):
         if path.exists():
             return f"{what}: {path}", decode
     looked = [str(p) for _, p, _ in candidates]
+    url = _cifar_url()
     if not download:
-        raise _not_found("CIFAR-10", root, looked, CIFAR10_URL)
+        raise _not_found("CIFAR-10", root, looked, url)
     try:
-        _cifar_from_torchvision(cache, True)  # torchvision skips the download when a verified copy is there
-    except Exception as err:  # offline, proxy, disk: say what happened, keep it short
-        raise _not_found("CIFAR-10", root, looked, CIFAR10_URL, why=f"{type(err).__name__}: {err}") from None
+        _download_cifar(cache)
+    except Exception as err:  # offline, proxy, damaged file, disk: say what happened, keep it short
+        raise _not_found("CIFAR-10", root, looked, url, why=_why(err, url)) from None
     return f"official download: {cache}", lambda: _cifar_from_torchvision(cache, False)
+
+
+def _cifar_url() -> str:
+    from torchvision.datasets import CIFAR10
+    return CIFAR10.url
+
+
+def _download_cifar(cache: Path) -> Path:
+    """torchvision's CIFAR-10 download (md5-checked) into a temporary folder, its batches then renamed
+    into ``cache/cifar-10-batches-py``; the archive and any partial file go with the temporary folder."""
+    import tempfile
+    from torchvision.datasets import CIFAR10
+
+    from .download import file_lock
+    target = cache / CIFAR10.base_folder
+    with file_lock(cache / f".{CIFAR10.base_folder}.lock"):
+        if target.is_dir():
+            CIFAR10(str(cache), train=False)   # raises if the batches there are damaged
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".cifar10.", suffix=".partial", dir=cache))
+        try:
+            CIFAR10(str(tmp), train=False, download=True)   # download, md5 of the archive and of every batch
+            (tmp / CIFAR10.base_folder).rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _why(err: Exception, url: str = "") -> str:
+    """What went wrong with a download, in a sentence (without repeating the address)."""
+    import http.client
+
+    from .download import DownloadError
+    text = str(err)
+    if isinstance(err, DownloadError):
+        return text.removeprefix(f"{url}: ") if url else text
+    if isinstance(err, http.client.IncompleteRead):
+        return (f"the connection broke off after {len(err.partial):,} bytes "
+                f"({err.expected:,} more were expected).")
+    if isinstance(err, RuntimeError) and "corrupted" in text:   # torchvision's md5 checks
+        return ("the file that arrived failed its md5 check (a download that broke off or was damaged, "
+                "or the address serves another file).")
+    return f"{type(err).__name__}: {text}"
 
 
 _LOADED: dict[str, dict] = {}  # decoded splits, once per process
@@ -278,51 +335,60 @@ def balanced_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- Hotdog
 def hotdog_dir(root=None, download: bool = True) -> Path:
-    """The folder with ``train|test/hotdog|not-hotdog``: D2L's hotdog, or the hotdog64 stand-in."""
+    """The folder with ``train|test/hotdog|not-hotdog``: D2L's hotdog, or the hotdog64 stand-in.
+
+    Looked up in the data root (folders, then archives, unpacked into the cache dir), then in
+    the cache dir (an earlier download); else downloaded from D2L's address if ``download``.
+    """
     root = data_root(root)
     cache = cache_dir()
     for folder in (root / "hotdog", root / "hotdog64"):
-        if (folder / "train" / "hotdog").is_dir():
+        if _is_hotdog(folder):
             return folder
-    for archive, zipped in ((root / "hotdog.zip", True), (root / "hotdog64.tar.gz", False)):
+    for archive in (root / "hotdog.zip", root / "hotdog64.tar.gz"):
         if archive.exists():
-            return _unpack(archive, cache, zipped)
+            return _unpack(archive, cache)
+    if _is_hotdog(cache / "hotdog"):
+        return cache / "hotdog"
     looked = [str(root / "hotdog"), str(root / "hotdog64"), str(root / "hotdog.zip"),
-              str(root / "hotdog64.tar.gz")]
+              str(root / "hotdog64.tar.gz"), str(cache / "hotdog")]
+    url = HOTDOG_URL
     if not download:
-        raise _not_found("Hotdog", root, looked, HOTDOG_URL)
+        raise _not_found("Hotdog", root, looked, url)
     try:
-        archive = _download_hotdog(cache)
+        return _unpack(_download_hotdog(cache, url), cache)
     except Exception as err:
-        raise _not_found("Hotdog", root, looked, HOTDOG_URL, why=f"{type(err).__name__}: {err}") from None
-    return _unpack(archive, cache, True)
+        raise _not_found("Hotdog", root, looked, url, why=_why(err, url)) from None
 
 
-def _download_hotdog(cache: Path) -> Path:
-    """D2L's download: ``DATA_HUB['hotdog']`` with its sha1 check."""
-    from d2l import torch as d2l
-    d2l.DATA_HUB["hotdog"] = (d2l.DATA_URL + "hotdog.zip", HOTDOG_SHA1)
-    return Path(d2l.download("hotdog", cache_dir=str(cache)))
+def _is_hotdog(folder: Path) -> bool:
+    return all((folder / split / cls).is_dir() for split in ("train", "test") for cls in ("hotdog", "not-hotdog"))
 
 
-def _unpack(archive: Path, cache: Path, zipped: bool) -> Path:
-    _check_archive(archive)
+def _hotdog_layout(folder: Path) -> None:
+    if not _is_hotdog(folder):
+        raise ValueError("no train|test/hotdog|not-hotdog folders inside: it is not a Hotdog archive")
+
+
+def _download_hotdog(cache: Path, url: str) -> Path:
+    """D2L's hotdog.zip from ``url`` into ``cache/downloads``, its SHA-1 checked (``HOTDOG_SHA1``)."""
+    from .download import fetch
+    return fetch(url, cache / "downloads", sha1=HOTDOG_SHA1, name="hotdog.zip")
+
+
+def _unpack(archive: Path, cache: Path) -> Path:
+    """Unpack a Hotdog archive (D2L's zip or the hotdog64 tarball) into ``cache/<name>``, atomically."""
+    from .download import top_folder, unpack_tar, unpack_zip
     name = archive.name.split(".")[0]
     target = cache / name
-    if not (target / "train" / "hotdog").is_dir():
-        tmp = cache / f".{name}.partial"
-        if zipped:
-            with zipfile.ZipFile(archive) as z:
-                z.extractall(tmp)
-        else:
-            with tarfile.open(archive) as t:
-                t.extractall(tmp, filter="data")
-        inner = next((p for p in [tmp / name, tmp] if (p / "train" / "hotdog").is_dir()), None)
-        if inner is None:
-            raise ValueError(f"{archive} has no train/hotdog folder inside: it is not a Hotdog archive.")
-        inner.rename(target)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    _check_archive(archive)
+    if _is_hotdog(target):
+        return target
+    unpack = unpack_zip if archive.suffix == ".zip" else unpack_tar
+    try:
+        return unpack(archive, target, inner=top_folder(archive), check=_hotdog_layout)
+    except ValueError as err:
+        raise ValueError(f"{archive}: {err}") from None
 
 
 def load_hotdog(split: str = "train", *, root=None, transform=None, download: bool = True):

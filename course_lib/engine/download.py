@@ -3,8 +3,8 @@
 ``fetch(url, folder, sha1=...)`` streams a file to a temporary name beside its
 destination, hashing as it goes; it refuses a short read (the server dropped the
 connection) and a wrong checksum, then renames the file into place, which is
-atomic. ``unpack_zip`` extracts into a temporary folder and renames it into
-place the same way. A lock file serialises processes that fetch or unpack the
+atomic. ``unpack_zip`` and ``unpack_tar`` extract into a temporary folder and rename
+it into place the same way. A lock file serialises processes that fetch or unpack the
 same thing at once: the second one waits, then finds the first one's result.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -117,18 +118,36 @@ def unpack_zip(archive: Path, target: Path, *, inner: str | None = None, check=N
     ``check(folder)`` may raise ValueError when the unpacked layout is wrong; then nothing
     is kept. A complete ``target`` that is already there is reused.
     """
-    archive, target = Path(archive), Path(target)
+    def extract(tmp: Path) -> None:
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp, members=_safe_members(z, archive))
+        except zipfile.BadZipFile as err:
+            raise ValueError(f"{archive} is not a readable zip file ({err}): delete it and download it again")
+    return _unpack_atomically(Path(archive), Path(target), extract, inner, check)
+
+
+def unpack_tar(archive: Path, target: Path, *, inner: str | None = None, check=None) -> Path:
+    """``unpack_zip`` for a (compressed) tar archive; links and entries outside the folder are refused."""
+    def extract(tmp: Path) -> None:
+        try:
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+        except tarfile.FilterError as err:
+            raise ValueError(f"{archive} holds an entry that may not be unpacked ({err}): refusing it")
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"{archive} is not a readable tar file ({err}): delete it and download it again")
+    return _unpack_atomically(Path(archive), Path(target), extract, inner, check)
+
+
+def _unpack_atomically(archive: Path, target: Path, extract, inner, check) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.parent / f".{target.name}.lock"):
         if target.is_dir():
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         try:
-            try:
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(tmp, members=_safe_members(z, archive))
-            except zipfile.BadZipFile as err:
-                raise ValueError(f"{archive} is not a readable zip file ({err}): delete it and download it again")
+            extract(tmp)
             src = tmp / inner if inner else tmp
             if not src.is_dir():
                 raise ValueError(f"{archive} has no folder {inner!r} inside: it is not the expected archive")
@@ -138,3 +157,17 @@ def unpack_zip(archive: Path, target: Path, *, inner: str | None = None, check=N
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def top_folder(archive: Path) -> str | None:
+    """The one folder that holds every entry of a zip or tar archive, or None."""
+    archive = Path(archive)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            names = z.namelist()
+    else:
+        with tarfile.open(archive) as t:
+            names = t.getnames()
+    tops = {Path(n).parts[0] for n in names if Path(n).parts}
+    nested = any(len(Path(n).parts) > 1 for n in names)
+    return tops.pop() if len(tops) == 1 and nested else None

@@ -5,8 +5,13 @@ A record lives at ``<results dir>/<model>_<dataset>_seed<seed>_<key>.json`` wher
 data set, images, validation split, seed ...). The same configuration always
 maps to the same file, so a finished run is found and reused instead of retrained.
 
-The results dir is ``$COURSE_RESULTS`` if set, else the repository's ``results/``
-(``./results`` when installed from a wheel).
+Where records are written (:func:`results_dir`): ``$COURSE_RESULTS`` if set, else the
+repository's ``results/`` in a checkout, else ``./course-results`` (a package installed
+with pip). The records committed to the repository also travel inside the installed
+package (``course_lib/_records``, :func:`packaged_dir`), so readers away from a checkout
+find them too. Nothing read is trusted unchecked: a file that is not valid JSON, or
+whose key does not match its configuration, is reported by name (:class:`RecordWarning`)
+and not used.
 
 Record schema (``SCHEMA`` = 1)::
 
@@ -27,29 +32,52 @@ import math
 import os
 import platform
 import re
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = 1
 ENV_RESULTS = "COURSE_RESULTS"
 ENV_RUNS = "COURSE_RUNS"
-_REPO = Path(__file__).resolve().parents[2]
+_PACKAGE = Path(__file__).resolve().parents[1]   # course_lib/
+_REPO = _PACKAGE.parent
+INSTALLED_RESULTS = "course-results"             # ./course-results when not in a checkout
 
 
-def _default(env: str, name: str) -> Path:
+class RecordWarning(UserWarning):
+    """A record file that cannot be trusted (not valid JSON, or its key does not match its configuration)."""
+
+
+def in_checkout() -> bool:
+    """True when course_lib runs from a clone of the book's repository (not from an installed package)."""
+    return (_REPO / "course_lib").is_dir() and (_REPO / ".git").exists()
+
+
+def _default(env: str, name: str, installed: str) -> Path:
     if os.environ.get(env):
         return Path(os.environ[env]).expanduser()
-    return _REPO / name if (_REPO / "course_lib").is_dir() and (_REPO / ".git").exists() else Path(name)
+    return _REPO / name if in_checkout() else Path.cwd() / installed
 
 
 def results_dir(path=None) -> Path:
-    """Where run records go: ``path`` > ``$COURSE_RESULTS`` > the repository's results/."""
-    return Path(path).expanduser() if path is not None else _default(ENV_RESULTS, "results")
+    """Where run records are written: ``path`` > ``$COURSE_RESULTS`` > the repository's results/
+    (in a checkout) > ``./course-results`` (an installed package)."""
+    return Path(path).expanduser() if path is not None else _default(ENV_RESULTS, "results", INSTALLED_RESULTS)
+
+
+def packaged_dir() -> Path | None:
+    """The records that came with course_lib: the repository's results/ in a checkout, else the
+    installed package's ``course_lib/_records`` (the same files, as package data); None if neither."""
+    for path in ((_REPO / "results") if in_checkout() else None, _PACKAGE / "_records"):
+        if path is not None and path.is_dir():
+            return path
+    return None
 
 
 def runs_dir(path=None) -> Path:
-    """Where checkpoints go (git-ignored): ``path`` > ``$COURSE_RUNS`` > the repository's runs/."""
-    return Path(path).expanduser() if path is not None else _default(ENV_RUNS, "runs")
+    """Where checkpoints go (git-ignored): ``path`` > ``$COURSE_RUNS`` > the repository's runs/
+    (in a checkout) > ``./course-results/runs`` (an installed package)."""
+    return Path(path).expanduser() if path is not None else _default(ENV_RUNS, "runs", f"{INSTALLED_RESULTS}/runs")
 
 
 def jsonable(value):
@@ -125,20 +153,66 @@ def update_record(record: dict, directory=None, **fields) -> dict:
     return record
 
 
+def read_record(path: Path, key: str | None = None) -> dict | None:
+    """The record in ``path`` if it can be trusted, else None with a :class:`RecordWarning` naming the file.
+
+    Trusted: valid JSON, an object with ``config`` and ``key``, a key equal to the hash of
+    its configuration, to the key in its file name, and to ``key`` when given.
+    """
+    path = Path(path)
+    fix = "Restore it (git checkout -- <file> in a clone) or delete it so the run trains again."
+    try:
+        rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        warnings.warn(f"{path}: not valid JSON ({err}); this record is not used. {fix}", RecordWarning, stacklevel=3)
+        return None
+    if not (isinstance(rec, dict) and isinstance(rec.get("config"), dict) and "key" in rec):
+        warnings.warn(f"{path}: not a run record (no 'config' or 'key'); it is not used. {fix}", RecordWarning,
+                      stacklevel=3)
+        return None
+    actual = config_key(rec["config"])
+    named = path.stem.rsplit("_", 1)[-1]
+    if not (rec["key"] == actual == named and key in (None, actual)):
+        warnings.warn(f"{path}: its key {rec['key']!r} (file name {named!r}) does not match the hash of its "
+                      f"configuration {actual!r}: the file was edited or belongs to another run, so it is not "
+                      f"used. {fix}", RecordWarning, stacklevel=3)
+        return None
+    return rec
+
+
+def _folders(directory) -> list[Path]:
+    if isinstance(directory, (list, tuple)):
+        return [Path(d).expanduser() for d in directory]
+    return [results_dir(directory)]
+
+
 def find_record(config: dict, directory=None) -> dict | None:
-    """The stored record of exactly this configuration, or None."""
-    path = record_path(config, directory)
-    return json.loads(path.read_text()) if path.exists() else None
+    """The stored record of exactly this configuration, or None.
+
+    ``directory`` may be a list of folders, read in order: the first finished record wins,
+    else the first record found in any status.
+    """
+    key, found = config_key(config), None
+    for folder in _folders(directory):
+        path = record_path(config, folder)
+        rec = read_record(path, key) if path.exists() else None
+        if rec is not None and rec.get("status") == "finished":
+            return rec
+        found = found or rec
+    return found
 
 
 def iter_records(directory=None):
-    for path in sorted(results_dir(directory).glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "config" in rec and "key" in rec:
-            yield rec
+    """Every trusted record of a folder (or of a list of folders; a key found twice is yielded once)."""
+    seen = set()
+    for folder in _folders(directory):
+        for path in sorted(folder.glob("*.json")):
+            if path.name == "latency.json":
+                continue
+            rec = read_record(path)
+            if rec is not None and rec["key"] not in seen:
+                seen.add(rec["key"])
+                yield rec
 
 
 def load_results(directory=None, status: str | None = "finished"):

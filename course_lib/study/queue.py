@@ -14,6 +14,7 @@ import json
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from ..engine.timing import compare, measure_latency
 from ..models.factory import create_model
 from .report import TABLE1, TABLE2
 from .specs import (CHAPTERS, PROFILES, Spec, all_specs, check_chapter, checkpoints_dir, find, model_factory,
-                    protocol, results_dir, run_key, study)
+                    protocol, record_dirs, results_dir, run_key, study)
 
 
 # ------------------------------------------------------------------------------- weights
@@ -102,8 +103,20 @@ def latency_models(chapter: str) -> tuple[str, ...]:
 
 
 def load_latency(profile: str, directory=None) -> dict:
-    path = results_dir(profile, directory) / LATENCY_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    """The chapters' latency table of a profile: the first latency.json of ``record_dirs``, or {}."""
+    for folder in record_dirs(profile, directory):
+        path = folder / LATENCY_FILE
+        if path.exists():
+            try:
+                table = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                warnings.warn(f"{path}: not valid JSON ({err}); it is not used.", res.RecordWarning, stacklevel=2)
+                continue
+            if isinstance(table, dict):
+                return table
+            warnings.warn(f"{path}: not a latency table (a JSON object); it is not used.", res.RecordWarning,
+                          stacklevel=2)
+    return {}
 
 
 def measure_latencies(chapter: str, profile: str, directory=None, *, force: bool = False) -> dict:

@@ -273,13 +273,47 @@ def check_chapter(chapter) -> str:
 
 # ------------------------------------------------------------------------------- where things go
 def results_dir(profile: str, directory=None) -> Path:
-    """Records of a profile: ``directory`` if given, else results/<profile>/ (smoke: runs/results/smoke/)."""
+    """Where a profile's new records are written: ``directory`` if given, else results/<profile>/ in a
+    checkout or ``./course-results/<profile>`` when installed, ``$COURSE_RESULTS/<profile>`` if that is
+    set (smoke: runs/results/smoke/). Read with :func:`record_dirs`."""
     if directory:
         return Path(directory).expanduser()
     check_profile(profile)
     if profile == "smoke":
         return res.runs_dir() / "results" / "smoke"
     return res.results_dir() / profile
+
+
+def record_dirs(profile: str, directory=None) -> list[Path]:
+    """The folders a profile's records are read from, in order.
+
+    The default folder (``directory`` empty, or equal to ``results_dir(profile)``) is read first,
+    then the records of that profile that came with course_lib (the repository's results/<profile>/,
+    or the installed package's copy of it). A folder given explicitly is read alone.
+    """
+    mine = results_dir(profile, directory)
+    out = [mine]
+    shipped = res.packaged_dir()
+    if shipped is not None and _same(mine, results_dir(profile)) and (shipped / profile).is_dir():
+        if not _same(shipped / profile, mine):
+            out.append(shipped / profile)
+    return out
+
+
+def _same(a: Path, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _profile_folder(directory) -> list[Path]:
+    """``record_dirs`` of the profile whose default folder ``directory`` is; else ``[directory]``."""
+    if isinstance(directory, (list, tuple)):
+        return [Path(d) for d in directory]
+    if directory is None:
+        raise ValueError("name the records folder: find(spec, results_dir(profile))")
+    for profile in PROFILES:
+        if _same(directory, results_dir(profile)):
+            return record_dirs(profile)
+    return [Path(directory).expanduser()]
 
 
 def checkpoints_dir(profile: str) -> Path:
@@ -359,8 +393,13 @@ def run_key(spec: Spec) -> str:
 
 
 def find(spec: Spec, directory) -> dict | None:
-    """The stored record of a run (any status), or None."""
-    return res.find_record(run_config(spec), directory)
+    """The stored record of a run (any status), or None.
+
+    ``directory``: a records folder; a profile's default folder (``results_dir(profile)``, what
+    ``open_chapter`` returns for ``RESULTS = ""``) is read as :func:`record_dirs` says, the
+    user's folder first, then the records that came with course_lib. A finished record wins.
+    """
+    return res.find_record(run_config(spec), _profile_folder(directory))
 
 
 def command(profile: str, chapter: str) -> str:

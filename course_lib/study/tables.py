@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..engine import records as res
 from .queue import load_latency, train
-from .specs import Spec, command, find, results_dir, study
+from .specs import Spec, command, find, record_dirs, results_dir, study
 from .stats import pooled_std, welch
 
 
@@ -26,7 +26,20 @@ def open_chapter(chapter: str, profile: str, train_missing: bool = False, result
     runs = collect(chapter, profile, directory)
     print(f"Profile '{profile}':")
     print(setting(runs, profile, chapter))
+    folders = record_dirs(profile, directory)
+    if train_missing or len(folders) > 1:
+        print(where_text(folders))
     return directory, runs, load_latency(profile, directory)
+
+
+def where_text(folders) -> str:
+    """Where new records go and where records are read from (the folders of ``record_dirs``)."""
+    text = f"- records: new runs are written to {folders[0]}"
+    if len(folders) > 1:
+        shipped = sum(1 for p in folders[1].glob("*.json") if p.name != "latency.json")
+        text += (f"; records are read from there first, then from the {shipped} records that came with "
+                 f"course_lib ({folders[1]})")
+    return text
 
 
 def collect(chapter: str, profile: str, directory=None):
