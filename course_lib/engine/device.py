@@ -67,7 +67,11 @@ def _mps_available() -> bool:
 
 
 def pick_device(name: str | torch.device | None = None) -> torch.device:
-    """The device to run on: ``name`` if given, else CUDA > MPS > CPU."""
+    """The device to run on: ``name`` if given, else CUDA > MPS > CPU.
+
+    Under torchrun (``course_lib.engine.distributed``), 'auto' and 'cuda' mean this
+    process's own GPU, ``cuda:LOCAL_RANK`` (``cuda:0`` where each process sees one GPU).
+    """
     if isinstance(name, torch.device):
         return name
     name = (name or "auto").lower()
@@ -76,10 +80,12 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"unknown device {name!r}: use one of {DEVICE_TYPES} (cuda may carry an index, cuda:1)")
     if kind == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _rank_gpu()
         return torch.device("mps") if _mps_available() else torch.device("cpu")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU: use device='auto' or 'cpu'")
+    if name == "cuda":
+        return _rank_gpu()
     if kind == "mps" and not _mps_available():
         raise ValueError("device 'mps' was asked for, but this torch has no MPS backend: use 'auto' or 'cpu'")
     return torch.device(name)
@@ -93,21 +99,25 @@ class RunSettings:
     channels_last: bool = False            # NHWC memory format for images and conv weights
     pin_memory: bool = False               # page-locked host copy before an async transfer
     compile: bool = False                  # train through torch.compile(model)
+    sync_bn: bool = False                  # under torchrun: batch norm statistics over the global batch
 
     @classmethod
     def for_device(cls, device, *, precision: str = "auto", channels_last: bool | None = None,
-                   compile: bool = False, amp: bool = True, bf16_supported: bool | None = None) -> "RunSettings":
+                   compile: bool = False, amp: bool = True, bf16_supported: bool | None = None,
+                   sync_bn: bool = False) -> "RunSettings":
         """The table of the module docstring.
 
         ``precision``: 'auto' (the table), 'fp32', 'bf16' or 'fp16'; ``amp=False`` is
         'fp32'. ``channels_last=None`` follows the table. ``bf16_supported`` overrides
-        the hardware check (for tests).
+        the hardware check (for tests). ``sync_bn``: under torchrun, batch norm layers
+        become ``torch.nn.SyncBatchNorm`` (GPUs only); a single process ignores it.
         """
         device = pick_device(device)
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {precision!r}")
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be True or False, got {compile!r}")
+        for opt, value in (("compile", compile), ("sync_bn", sync_bn)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{opt} must be True or False, got {value!r}")
         if not amp:
             precision = "fp32"
         if precision == "auto":
@@ -117,7 +127,7 @@ class RunSettings:
         if channels_last is None:
             channels_last = device.type == "cuda" or (device.type == "cpu" and precision == "bf16")
         return cls(device, amp_dtype=PRECISIONS[precision], channels_last=bool(channels_last),
-                   pin_memory=device.type == "cuda", compile=compile)
+                   pin_memory=device.type == "cuda", compile=compile, sync_bn=sync_bn)
 
     @property
     def non_blocking(self) -> bool:
@@ -174,8 +184,9 @@ class RunSettings:
         return torch.compile(model) if self.compile else model
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
-                "compile": self.compile, "pointwise_matmul": self.pointwise_matmul}
+        out = {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+               "compile": self.compile, "pointwise_matmul": self.pointwise_matmul}
+        return {**out, "sync_bn": True} if self.sync_bn else out
 
 
 class PointwiseConv2d(torch.nn.Conv2d):
@@ -197,6 +208,21 @@ def pointwise_as_matmul(model: torch.nn.Module) -> int:
             m.__class__ = PointwiseConv2d
             n += 1
     return n
+
+
+def _rank_gpu() -> torch.device:
+    """``cuda:LOCAL_RANK`` under torchrun, else ``cuda`` (the current GPU)."""
+    from .distributed import local_rank
+    local = local_rank()
+    if local is None:
+        return torch.device("cuda")
+    count = torch.cuda.device_count()
+    if count == 1:
+        return torch.device("cuda:0")   # e.g. a scheduler gave each process one GPU by CUDA_VISIBLE_DEVICES
+    if local >= count:
+        raise ValueError(f"LOCAL_RANK={local} but this machine shows {count} GPUs: start at most {count} "
+                         "processes per machine (torchrun --nproc_per_node)")
+    return torch.device(f"cuda:{local}")
 
 
 def _auto_precision(device: torch.device, bf16_supported: bool | None) -> str:

@@ -8,6 +8,9 @@ What a run does is split in three small frozen parts: the recipe (how it trains,
 ``course_lib.engine.recipes``), the data (:class:`~course_lib.engine.data.DataConfig`)
 and the numerics (:class:`Numerics`). ``run`` takes each either whole
 (``data=DataConfig(...)``) or field by field (``images=1000, epochs=3, precision="bf16"``).
+
+Under torchrun every process calls ``run`` with the same arguments: rank 0 decides whether
+the record is finished already, and writes the record; all train (``course_lib.engine.train``).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from torch import nn
 
 from ..blocks.cost import count_params
 from ..models.factory import create_model
+from . import distributed
 from . import records as res
 from .data import DataConfig, data_identity
 from .device import RunSettings, hardware, pick_device, seed_everything
@@ -33,12 +37,18 @@ from .train import DivergenceError, train
 @dataclass(frozen=True)
 class Numerics:
     """How a run computes: ``precision``, ``channels_last`` and ``compile`` on ``device``
-    (``RunSettings.for_device``: 'auto' picks what pays off there); ``settings`` overrides them all."""
+    (``RunSettings.for_device``: 'auto' picks what pays off there); ``settings`` overrides them all.
+
+    ``sync_bn`` (under torchrun, on GPUs): batch norm over the global batch. Like the device
+    and the number of processes, it is recorded in the record's settings, not in its key:
+    it makes a multi-process run compute the statistics a single process computes.
+    """
     device: str | torch.device | None = None
     precision: str = "auto"
     channels_last: bool | None = None
     compile: bool = False
     settings: RunSettings | None = None
+    sync_bn: bool = False
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -46,7 +56,8 @@ class Numerics:
 
     def resolve(self) -> RunSettings:
         return self.settings or RunSettings.for_device(pick_device(self.device), precision=self.precision,
-                                                       channels_last=self.channels_last, compile=self.compile)
+                                                       channels_last=self.channels_last, compile=self.compile,
+                                                       sync_bn=self.sync_bn)
 
 
 def build_model(name: str, num_classes: int, drop_rate: float | None = None, **overrides) -> nn.Module:
@@ -142,22 +153,25 @@ def run(model, recipe: str | Recipe | dict = "book", *, data: DataConfig | None 
                         compile=settings.compile)
     key = res.config_key(config)
     ckpt = res.runs_dir(runs_dir) / f"{res.record_path(config).stem}.pt"
-    found = res.find_record(config, results_dir)
+    ctx = distributed.context(settings.device)
+    found = ctx.broadcast(res.find_record(config, results_dir) if ctx.is_main else None)
     if found and found.get("status") == "finished" and not force:
         _maybe_load_weights(model, ckpt)
         return found
-    if force and ckpt.exists():
+    if force and ckpt.exists() and ctx.is_main:
         ckpt.unlink()
+    ctx.barrier()
     splits = data.load()
     started = res.now()
+    described = {**settings.describe(), **({"world_size": ctx.world_size} if ctx.distributed else {})}
     record = {"schema": res.SCHEMA, "key": key, "config": config, "status": "running", "error": None,
               "history": [], "val_acc": None, "val_loss": None, "test_acc": None, "test_loss": None,
-              "params": None, "settings": settings.describe(), "hardware": hardware(settings.device),
+              "params": None, "settings": described, "hardware": hardware(settings.device),
               "torch": torch.__version__, "course_lib": _version(), "versions": res.versions(),
               "git_commit": res.git_commit(), "data": data_identity(data.dataset, splits, data.data_root),
               "wall_seconds": None, "started": started, "updated": started, "checkpoint": ckpt.name}
 
-    def on_epoch(epoch, entry, history):
+    def on_epoch(epoch, entry, history):   # rank 0 only
         record.update(history=history, updated=res.now(), wall_seconds=sum(h["seconds"] for h in history))
         res.write_record(record, results_dir)
         if callback:
@@ -172,12 +186,15 @@ def run(model, recipe: str | Recipe | dict = "book", *, data: DataConfig | None 
                     callback=on_epoch)
     except DivergenceError as err:
         record.update(status="diverged", error=str(err), updated=res.now())
-        res.write_record(record, results_dir)
+        if ctx.is_main:
+            res.write_record(record, results_dir)
         if raise_on_divergence:
             raise
         return record
     record.update(out, status="finished", updated=res.now())
-    res.write_record(record, results_dir)
+    if ctx.is_main:
+        res.write_record(record, results_dir)
+    ctx.barrier()
     return res.jsonable(record)
 
 

@@ -9,10 +9,20 @@ augmented (random crop with padding, horizontal flip), normalised and, on CUDA,
 laid out channels-last. Shuffling and augmentation draw from a generator seeded by
 (seed, epoch), and dropout from torch's global generator, which checkpoints save:
 on the CPU a resumed run ends bitwise equal to an uninterrupted one.
+
+Under torchrun (``course_lib.engine.distributed``) the same function trains one run on
+every process with ``DistributedDataParallel``. The recipe's batch is the global batch:
+every rank draws the same permutation and the same augmentation numbers for the whole
+batch, and takes its own contiguous share of it (``batch_size / world_size`` images), so
+the images seen and how they are cropped and flipped are those of a single process.
+What differs: batch norm normalises each share with its own statistics (unless
+``sync_bn``), and dropout draws from each rank's own generator, seeded by (seed, rank).
+Rank 0 writes the checkpoint (with every rank's random state) and calls ``callback``.
 """
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.cost import count_params
+from . import distributed
 from .data import CIFAR10_MEAN, CIFAR10_STD, as_pair, normalize
 from .device import RunSettings, deterministic, pick_device, rng_state, set_rng_state
 from .recipes import Recipe, Schedule, get_recipe
@@ -39,10 +50,16 @@ class DivergenceError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- batches on the device
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad (B, C, H, W) by ``padding`` and cut a random H x W window per image."""
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None,
+                offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-pad (B, C, H, W) by ``padding`` and cut a random H x W window per image.
+
+    ``offsets`` (B, 2), each in [0, 2 * padding], are the windows' corners when drawn already.
+    """
     b, c, h, w = x.shape
-    off = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator).to(x.device)  # (B, 2)
+    if offsets is None:
+        offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator)
+    off = offsets.to(x.device)                                                             # (B, 2)
     xp = F.pad(x, (padding,) * 4)                                                          # (B, C, H+2p, W+2p)
     rows = off[:, :1] + torch.arange(h, device=x.device)                                   # (B, H)
     cols = off[:, 1:] + torch.arange(w, device=x.device)                                   # (B, W)
@@ -51,16 +68,35 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     return xp[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image of (B, C, H, W) left-right with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None,
+                flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror each image of (B, C, H, W) left-right with probability 1/2 (or where ``flips``, (B,), is True)."""
+    if flips is None:
+        flips = torch.rand(x.shape[0], generator=generator) < 0.5
+    flip = flips.to(x.device).view(-1, 1, 1, 1)
     return torch.where(flip, x.flip(3), x)
 
 
-def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+def augmentation_draws(n: int, recipe: Recipe, generator: torch.Generator) -> dict:
+    """The random numbers that augment a batch of ``n`` images, in the order ``augment`` draws them.
+
+    Under torchrun every rank draws them for the whole global batch and keeps its share.
+    """
+    out = {}
     if recipe.crop_padding:
-        x = random_crop(x, recipe.crop_padding, generator)
-    return random_flip(x, generator) if recipe.flip else x
+        out["offsets"] = torch.randint(0, 2 * recipe.crop_padding + 1, (n, 2), generator=generator)  # (n, 2)
+    if recipe.flip:
+        out["flips"] = torch.rand(n, generator=generator) < 0.5                                      # (n,)
+    return out
+
+
+def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator | None = None,
+            draws: dict | None = None) -> torch.Tensor:
+    """Crop and flip as the recipe says, drawing from ``generator`` (or with ``draws``, see augmentation_draws)."""
+    draws = augmentation_draws(len(x), recipe, generator) if draws is None else draws
+    if recipe.crop_padding:
+        x = random_crop(x, recipe.crop_padding, offsets=draws["offsets"])
+    return random_flip(x, flips=draws["flips"]) if recipe.flip else x
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -102,15 +138,21 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, settings: RunSettings | None = None,
              mean=CIFAR10_MEAN, std=CIFAR10_STD, batch_size: int = 500, image_size: int | None = None,
-             predictions: bool = False) -> dict:
+             predictions: bool = False, context: distributed.Context | None = None) -> dict:
     """Mean cross-entropy and accuracy of ``model`` on uint8 images (N, 3, H, W).
 
     ``predictions=True`` adds the predicted class of every image (int64 tensor, N).
+    With a distributed ``context`` (every rank calls it), each rank evaluates its share
+    of the images with rank 0's batch-norm statistics, and the sums are added up.
     """
+    ctx = context or distributed.SINGLE
     settings = settings or RunSettings.for_device("cpu")
     was_training = model.training
+    ctx.sync_buffers(model)
     model.eval()
-    images, labels = settings.to_device(images), settings.to_device(labels)
+    total = len(labels)
+    part = ctx.share(total)
+    images, labels = settings.to_device(images[part]), settings.to_device(labels[part])
     loss, correct = torch.zeros((), device=settings.device), torch.zeros((), device=settings.device)
     preds = []
     for idx in batch_indices(len(labels), batch_size):
@@ -121,10 +163,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, se
         preds.append(logits.argmax(1))
         correct += (preds[-1] == y).sum()
     model.train(was_training)
-    n = max(len(labels), 1)
+    if ctx.distributed:
+        loss, correct = ctx.sum_(torch.stack([loss, correct]))
+    n = max(total, 1)
     out = {"loss": loss.item() / n, "acc": correct.item() / n}
     if predictions:
-        out["predictions"] = torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.int64)
+        mine = torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.int64)
+        out["predictions"] = torch.cat(ctx.gather(mine)) if ctx.distributed else mine
     return out
 
 
@@ -179,19 +224,30 @@ class _State:
     forward: Callable | None = None  # what a training step calls: the model, or torch.compile(model)
 
 
-def save_checkpoint(path: Path, st: _State, key: str | None = None) -> None:
-    """Everything needed to continue exactly where the run stands, written atomically."""
+def save_checkpoint(path: Path, st: _State, key: str | None = None, rng_ranks: list | None = None) -> None:
+    """Everything needed to continue exactly where the run stands, written atomically.
+
+    ``rng_ranks``: under torchrun, every rank's random state (rank 0 writes the file).
+    """
     blob = {"key": key, "epoch": st.epoch, "history": st.history, "model": st.model.state_dict(),
             "optimizer": st.optimizer.state_dict(), "scheduler": st.scheduler.state_dict(),
-            "scaler": st.scaler.state_dict(), "rng": rng_state(), "torch": torch.__version__}
+            "scaler": st.scaler.state_dict(), "rng": rng_ranks[0] if rng_ranks else rng_state(),
+            "torch": torch.__version__, "world_size": len(rng_ranks) if rng_ranks else 1}
+    if rng_ranks:
+        blob["rng_ranks"] = rng_ranks
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(blob, tmp)
     tmp.replace(path)
 
 
-def _load_checkpoint(path: Path, st: _State, key: str | None) -> None:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+def _read_checkpoint(path: Path | None, ctx: distributed.Context):
+    """The checkpoint's contents on every rank (rank 0 reads the file), or None."""
+    found = path is not None and ctx.is_main and path.exists()
+    return ctx.broadcast(torch.load(path, map_location="cpu", weights_only=False) if found else None)
+
+
+def _restore(blob: dict, st: _State, key: str | None, path: Path, ctx: distributed.Context, seed: int) -> None:
     if key is not None and blob.get("key") not in (None, key):
         raise ValueError(f"checkpoint {path} belongs to another configuration ({blob.get('key')} != {key}): "
                          "delete it or pass force=True")
@@ -199,8 +255,18 @@ def _load_checkpoint(path: Path, st: _State, key: str | None) -> None:
     st.optimizer.load_state_dict(blob["optimizer"])
     st.scheduler.load_state_dict(blob["scheduler"])
     st.scaler.load_state_dict(blob["scaler"])
-    set_rng_state(blob["rng"])
     st.history, st.epoch = blob["history"], blob["epoch"]
+    saved = blob.get("world_size", 1)
+    if saved == ctx.world_size:
+        set_rng_state(blob["rng_ranks"][ctx.rank] if ctx.distributed else blob["rng"])
+        return
+    warnings.warn(f"checkpoint {path} was written by {saved} process(es) and resumes on {ctx.world_size}: "
+                  "weights, optimizer and schedule continue exactly, the shares of each batch and the "
+                  "dropout draws do not", stacklevel=3)
+    if ctx.distributed:
+        torch.manual_seed(distributed.rank_seed(seed, ctx.rank) + st.epoch)
+    else:
+        set_rng_state(blob["rng"])
 
 
 def _progress_default(progress):
@@ -222,24 +288,35 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
     """
     recipe = get_recipe(recipe)
     settings = settings or RunSettings.for_device(pick_device(device))
+    ctx = distributed.context(settings.device)
     (xtr, ytr), val, test = as_pair(data["train"]), as_pair(data.get("val")), as_pair(data.get("test"))
     if len(ytr) < 2:
         raise ValueError(f"the training set has {len(ytr)} image(s); at least 2 are needed")
+    distributed.check_batches(len(ytr), recipe.batch_size, ctx.world_size)
+    if ctx.distributed and settings.sync_bn and settings.device.type != "cuda":
+        raise ValueError("sync_bn needs GPUs: torch.nn.SyncBatchNorm synchronises CUDA tensors only. On the CPU, "
+                         "train without it (each process then normalises its share of a batch by itself)")
     xtr, ytr = settings.to_device(xtr), settings.to_device(ytr)  # the whole uint8 set lives on the device
     val = tuple(map(settings.to_device, val)) if val is not None else None
     test = tuple(map(settings.to_device, test)) if test is not None else None
     model = settings.prepare_model(model).train()
+    if ctx.distributed and settings.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     steps = len(batch_indices(len(ytr), recipe.batch_size, torch.Generator()))
     optimizer = make_optimizer(model, recipe)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, Schedule(
         recipe.schedule, steps * recipe.epochs, min(recipe.warmup(steps), steps * recipe.epochs)))
-    st = _State(model, optimizer, sched, settings.grad_scaler(), forward=settings.compiled(model))
+    st = _State(model, optimizer, sched, settings.grad_scaler())
     checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and checkpoint.exists():
-        _load_checkpoint(checkpoint, st, key)
+    blob = _read_checkpoint(checkpoint, ctx)
+    if blob is not None:
+        _restore(blob, st, key, checkpoint, ctx, seed)
+    elif ctx.distributed:
+        torch.manual_seed(distributed.rank_seed(seed, ctx.rank))   # each rank its own dropout draws
+    st.forward = settings.compiled(_parallel(model, settings, ctx))
     loss_fn = nn.CrossEntropyLoss(reduction=recipe.loss_reduction, label_smoothing=recipe.label_smoothing)
-    ev = dict(settings=settings, mean=mean, std=std, batch_size=eval_batch_size, image_size=image_size)
-    progress = _progress_default(progress)
+    ev = dict(settings=settings, mean=mean, std=std, batch_size=eval_batch_size, image_size=image_size, context=ctx)
+    progress = _progress_default(progress) and ctx.is_main
     from tqdm.auto import tqdm
     with deterministic(use_deterministic):
         bar = tqdm(range(st.epoch, recipe.epochs), initial=st.epoch, total=recipe.epochs, desc=recipe.name,
@@ -247,7 +324,7 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
         for epoch in bar:
             t0 = time.perf_counter()
             tr = _train_epoch(st, xtr, ytr, recipe, settings, loss_fn, seed, epoch, steps, mean, std, image_size,
-                              progress)
+                              progress, ctx)
             entry = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
                      "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"]}
             if val is not None:
@@ -257,11 +334,14 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
             st.history.append(entry)
             st.epoch = epoch + 1
             if checkpoint:
-                save_checkpoint(checkpoint, st, key)
+                rngs = ctx.gather(rng_state()) if ctx.distributed else None
+                if ctx.is_main:
+                    save_checkpoint(checkpoint, st, key, rngs)
             bar.set_postfix({k: round(entry[k], 4) for k in ("train_loss", "train_acc", "val_acc")
                              if entry[k] is not None})
-            if callback:
+            if callback and ctx.is_main:
                 callback(epoch + 1, entry, st.history)
+            ctx.barrier()   # the others wait while rank 0 writes
         bar.close()
         t0 = time.perf_counter()
         final = evaluate(model, *test, **ev, predictions=True) if test is not None else {"loss": None, "acc": None}
@@ -269,32 +349,57 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
     return {"history": st.history, "val_acc": last.get("val_acc"), "val_loss": last.get("val_loss"),
             "test_acc": final["acc"], "test_loss": final["loss"], "params": count_params(model),
             "test_predictions": encode_predictions(final["predictions"], test[1]) if test is not None else None,
-            "settings": settings.describe(),
+            "settings": {**settings.describe(), **({"world_size": ctx.world_size} if ctx.distributed else {})},
             "wall_seconds": sum(h["seconds"] for h in st.history) + time.perf_counter() - t0}
 
 
+def _parallel(model: nn.Module, settings: RunSettings, ctx: distributed.Context) -> nn.Module:
+    """The model itself, or under torchrun the model in DistributedDataParallel (gradients averaged)."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [settings.device.index if settings.device.index is not None else torch.cuda.current_device()] \
+        if settings.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _loss_factor(recipe: Recipe, ctx: distributed.Context, share: int, batch: int) -> float:
+    """What a rank's loss is multiplied by so that DDP's mean of the ranks' gradients is the
+    gradient of the global batch's loss (1 for equal shares of a mean loss)."""
+    if not ctx.distributed:
+        return 1.0
+    return float(ctx.world_size) if recipe.loss_reduction == "sum" else ctx.world_size * share / batch
+
+
 def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, loss_fn, seed: int, epoch: int,
-                 steps: int, mean, std, image_size, progress: bool) -> dict:
+                 steps: int, mean, std, image_size, progress: bool,
+                 ctx: distributed.Context = distributed.SINGLE) -> dict:
     from tqdm.auto import tqdm
     gen = epoch_generator(seed, epoch)
-    batches = batch_indices(len(ytr), recipe.batch_size, gen)
+    batches = batch_indices(len(ytr), recipe.batch_size, gen)   # the same on every rank
     total_loss = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device)
     seen = 0
     for i, idx in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
-        idx = idx.to(xtr.device)
-        x = _prepare(augment(xtr[idx], recipe, gen), settings, mean, std, image_size)  # (B, 3, H, W)
-        y = ytr[idx]                                                                     # (B,)
+        draws = augmentation_draws(len(idx), recipe, gen)                # the whole global batch's
+        part = ctx.share(len(idx))                                       # this rank's share of it
+        mine = idx[part].to(xtr.device)
+        x = _prepare(augment(xtr[mine], recipe, draws={k: v[part] for k, v in draws.items()}),
+                     settings, mean, std, image_size)                    # (b, 3, H, W)
+        y = ytr[mine]                                                    # (b,)
         with settings.autocast():
-            logits = (st.model if st.forward is None else st.forward)(x)                 # (B, classes)
-        if i == 0 and epoch == st.epoch and (logits.ndim != 2 or int(y.max()) >= logits.shape[1]):
-            raise ValueError(f"the model outputs {tuple(logits.shape)} but labels go up to {int(y.max())}: "
-                             "set num_classes to the number of classes of the data set")
+            logits = (st.model if st.forward is None else st.forward)(x)  # (b, classes)
+        if i == 0 and epoch == st.epoch:
+            top = int(ytr[idx.to(ytr.device)].max())
+            if logits.ndim != 2 or top >= logits.shape[1]:
+                raise ValueError(f"the model outputs {tuple(logits.shape)} but labels go up to {top}: "
+                                 "set num_classes to the number of classes of the data set")
         loss = loss_fn(logits.float(), y)
-        if not torch.isfinite(loss):
+        if ctx.any(not torch.isfinite(loss), settings.device):
             raise DivergenceError(epoch + 1, i + 1, len(batches), st.optimizer.param_groups[0]["lr"], loss.item())
+        factor = _loss_factor(recipe, ctx, len(y), len(idx))
         st.optimizer.zero_grad(set_to_none=True)
-        st.scaler.scale(loss).backward()
+        st.scaler.scale(loss if factor == 1 else loss * factor).backward()
         if recipe.grad_clip:
             st.scaler.unscale_(st.optimizer)
             nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip)
@@ -305,4 +410,7 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
         total_loss += loss.detach() * (1 if recipe.loss_reduction == "sum" else n)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += n
-    return {"loss": total_loss.item() / seen, "acc": correct.item() / seen}
+    if ctx.distributed:
+        total_loss, correct, seen = ctx.sum_(torch.stack([total_loss, correct.float(),
+                                                          torch.tensor(float(seen), device=settings.device)]))
+    return {"loss": total_loss.item() / float(seen), "acc": correct.item() / float(seen)}
