@@ -10,6 +10,10 @@ from course_lib.instructor import exercises, nbparams
 ROOT = Path(__file__).resolve().parents[1]
 EX1 = ROOT / "exercises" / "01_grouped_conv_cost.ipynb"
 SHEET = "student,n_i,n_o,g\nada,64,64,2\nbob,128,64,4\ncyd,256,128,8\ndan,32,32,16\neve,64,128,32\n"
+# The grading tests check correctness, never speed: their limit only catches a notebook that hangs,
+# so a busy machine (a load of 8 made 03_sk_select miss its own 60 s limit) cannot fail them.
+# The time limit itself has its own test, with a notebook that sleeps.
+GENEROUS = 900
 
 
 def _answer(nb, source):
@@ -42,31 +46,41 @@ def test_a_class_set_of_five_variants(class_set):
 
 def test_every_variant_solution_passes_and_blank_answers_fail(class_set):
     out, _ = class_set
-    rows = exercises.check_folder(EX1, out / "solutions", out / "solutions.csv", timeout=120)
+    rows = exercises.check_folder(EX1, out / "solutions", out / "solutions.csv", timeout=GENEROUS)
     assert [r["score"] for r in rows] == ["3/3"] * 5
     with open(out / "solutions.csv") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 5
-    blank = exercises.grade_one(sorted((out / "students").glob("*.ipynb"))[0], EX1, timeout=120)
+    blank = exercises.grade_one(sorted((out / "students").glob("*.ipynb"))[0], EX1, timeout=GENEROUS)
     assert blank["score"] == "0/3" and "NotImplementedError" in blank["error"]
 
 
-def test_a_wrong_answer_fails_and_a_hanging_one_is_cut_off(class_set, tmp_path):
+def test_a_wrong_answer_fails_and_a_right_one_passes(class_set, tmp_path):
     out, written = class_set
     wrong = _answer(nbformat.read(str(written[0]), as_version=4), "\n".join([
         "def grouped_params(n_i, n_o, g, k): return n_i * n_o * k * k  # forgot the groups",
         "def grouped_macs(n_i, n_o, g, k, H, W): return grouped_params(n_i, n_o, g, k) * H * W",
         "saving = 1.0"]))
     nbformat.write(wrong, str(tmp_path / "01_grouped_conv_cost__wrong.ipynb"))
-    hang = _answer(nbformat.read(str(written[1]), as_version=4), "while True:\n    pass")
-    nbformat.write(hang, str(tmp_path / "01_grouped_conv_cost__hang.ipynb"))
     good = nbformat.read(str(out / "solutions" / written[2].name), as_version=4)
     nbformat.write(good, str(tmp_path / "01_grouped_conv_cost__zed.ipynb"))
-    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=20)}
+    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=GENEROUS)}
     assert rows["ada"]["params"] == "FAIL" and rows["ada"]["saving"] == "FAIL"
     assert rows["ada"]["status"] == "ok"           # it ran; it was wrong
+    assert rows["cyd"]["score"] == "3/3"
+
+
+def test_a_notebook_past_the_time_limit_is_cut_off_and_grading_goes_on(class_set, tmp_path):
+    """The time limit, on a notebook that sleeps (no CPU burnt): it times out however fast the machine is."""
+    out, written = class_set
+    sleeper = _answer(nbformat.read(str(written[1]), as_version=4), "import time\ntime.sleep(3600)")
+    nbformat.write(sleeper, str(tmp_path / "01_grouped_conv_cost__sleep.ipynb"))
+    (tmp_path / "01_grouped_conv_cost__zzz.ipynb").write_text("{ not a notebook")   # graded after it
+    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=5)}
     assert rows["bob"]["status"] == "timeout" and rows["bob"]["score"] == "0/3"
-    assert "time limit" in rows["bob"]["error"]
-    assert rows["cyd"]["score"] == "3/3"             # graded after the hanging one
+    assert "time limit of 5 s" in rows["bob"]["error"]
+    assert rows["zzz"]["status"] == "unreadable"   # the next notebook was still graded
+    with open(tmp_path / "g.csv") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["timeout", "unreadable"]
 
 
 @pytest.mark.parametrize("sheet, message", [
@@ -134,7 +148,7 @@ def test_solution_passes_and_a_wrong_answer_fails(name, tmp_path, real_data_root
     sheet.write_text(f"student{header}\n{row or 't'}\n")
     exercise = ROOT / "exercises" / f"{name}.ipynb"
     [student] = exercises.make(exercise, sheet, tmp_path / "set")
-    limit = exercises.info(exercise)["time_limit"]
+    limit = max(GENEROUS, exercises.info(exercise)["time_limit"])   # correctness, not speed
     solved = exercises.grade_one(tmp_path / "set" / "solutions" / student.name, exercise, limit)
     total = len(exercises.info(exercise)["checks"])
     assert solved["score"] == f"{total}/{total}", solved

@@ -267,7 +267,10 @@ KILLED_CHILD = """
 import sys, time
 from tests.test_train import Tiny, QUICK
 from course_lib.engine.runner import run
-run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, callback=lambda *a: time.sleep(0.3),
+# after epoch 1 (its checkpoint is written before the callback) the child waits, long enough for a
+# parent slowed by a busy machine to see the checkpoint and kill it mid-run
+run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None,
+    callback=lambda epoch, *a: time.sleep(120 if epoch == 1 else 0.3),
     results_dir=sys.argv[1], runs_dir=sys.argv[2], data_root=sys.argv[3],
     **{k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")})
 """
@@ -282,7 +285,7 @@ def test_process_killed_with_sigkill_resumes_exactly(dirs, tmp_path):
     killed = dict(dirs, results_dir=tmp_path / "kr", runs_dir=tmp_path / "kc")
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(killed["results_dir"]),
                               str(killed["runs_dir"]), str(dirs["data_root"])], cwd=root)
-    deadline = time.time() + 60
+    deadline = time.time() + 600    # only reached when something is broken: the loop ends at epoch 1
     while time.time() < deadline and child.poll() is None:
         found = list(killed["runs_dir"].glob("*.pt"))
         if found and torch.load(found[0], weights_only=False)["epoch"] >= 1:
