@@ -9,17 +9,28 @@ Commands (from the repository root)::
     python -m course_lib.experiments latency --profile cpu [--chapter 07]
     python -m course_lib.experiments rerun results/cpu/<record>.json
 
+    python -m course_lib.experiments train --profile full --gpus 0,1,2,3  # one queue worker per GPU
+    python -m course_lib.experiments train --profile smoke --workers 2    # two workers on the CPU
+    torchrun --nproc_per_node=4 -m course_lib.experiments train --profile full [--sync-bn]
+                                                                     # each run on 4 processes (DDP)
+
 The runs are ``course_lib.study.specs``; ``train`` and ``latency`` are
 ``course_lib.study.queue``'s. ``run`` checks the notebook parameters with
 ``course_lib.instructor.nbparams.validate`` first, then executes each chapter with
 ``TRAIN=True``; executed notebooks go to ``runs/notebooks/<profile>/`` (git-ignored).
+With ``--workers``/``--gpus``, ``train`` (and ``run``, before its notebooks) starts one
+queue worker process per entry and waits for them; the workers share the runs through
+the queue's locks.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+from ..engine.distributed import torchrun_env
 from ..study.queue import measure_latencies, rerun, rerun_text, train
 from ..study.specs import CHAPTERS, PROFILES, check_chapter, check_profile, notebooks_dir, results_dir
 from .nbparams import run as nb_run
@@ -61,6 +72,87 @@ def run_notebooks(profile: str, chapter: str | None = None, extra: dict | None =
     return outcomes
 
 
+# ------------------------------------------------------------------------------- queue workers
+def worker_devices(workers: int | None, gpus: str | None, gpu_count: int, visible: str | None = None) -> list:
+    """One entry per queue worker: the ``CUDA_VISIBLE_DEVICES`` it gets, or None (CPU, or no GPU chosen).
+
+    ``gpus`` are indices as torch numbers this machine's GPUs (``visible``: the caller's own
+    ``CUDA_VISIBLE_DEVICES``, which they index into); an index given twice starts two workers on one GPU.
+    """
+    if workers is not None and gpus is not None:
+        raise ValueError("give --workers N or --gpus LIST, not both: --gpus 0,1,2,3 starts one worker per "
+                         "listed GPU (list an index twice for two workers on one GPU)")
+    if gpus is None:
+        if workers is None or workers < 1:
+            raise ValueError(f"--workers must be 1 or more, got {workers}")
+        return [None] * workers
+    items = [g.strip() for g in gpus.split(",")]
+    if not all(g.isdigit() for g in items):
+        raise ValueError(f"--gpus takes GPU indices separated by commas, e.g. 0,1,2,3; got {gpus!r}")
+    if gpu_count == 0:
+        raise ValueError("--gpus: torch sees no CUDA GPU on this machine; on the CPU start workers with --workers N")
+    wrong = [g for g in items if int(g) >= gpu_count]
+    if wrong:
+        raise ValueError(f"--gpus {gpus}: there is no GPU {', '.join(wrong)}; torch sees {gpu_count} "
+                         f"(indices 0 to {gpu_count - 1})")
+    names = [v.strip() for v in visible.split(",")] if visible else None
+    return [names[int(g)] if names else g for g in items]
+
+
+def worker_args(args) -> list[str]:
+    """The ``train`` arguments of one worker process: the parent's, minus --workers/--gpus."""
+    out = ["train", "--profile", args.profile]
+    if args.chapter:
+        out += ["--chapter", args.chapter]
+    if args.results:
+        out += ["--results", str(Path(args.results).expanduser().resolve())]
+    for g in getattr(args, "group", None) or []:
+        out += ["--group", g]
+    return out
+
+
+def start_workers(args, devices: list) -> int:
+    """Start one ``train`` process per device, wait for all of them; returns how many failed."""
+    threads = max(1, (os.cpu_count() or 1) // len(devices))
+    procs = []
+    for i, dev in enumerate(devices, 1):
+        env = dict(os.environ, COURSE_PROGRESS="0")
+        env.setdefault("OMP_NUM_THREADS", str(threads))
+        label = f"worker {i}" if dev is None else f"worker {i}, GPU {dev}"
+        if dev is not None:
+            env["CUDA_VISIBLE_DEVICES"] = dev
+        cmd = [sys.executable, "-m", "course_lib.experiments", *worker_args(args), "--worker", label]
+        print(f"starting {label}: {' '.join(cmd[1:])}", flush=True)
+        procs.append((label, subprocess.Popen(cmd, env=env)))
+    try:
+        codes = [(label, p.wait()) for label, p in procs]
+    except KeyboardInterrupt:   # Ctrl-C reached the workers too; each run resumes from its checkpoint
+        for _, p in procs:
+            p.wait()
+        raise
+    failed = [(label, code) for label, code in codes if code != 0]
+    for label, code in failed:
+        print(f"{label} stopped with exit code {code}: rerun the same command, it resumes", file=sys.stderr)
+    print(f"{len(procs) - len(failed)} of {len(procs)} workers finished", flush=True)
+    return len(failed)
+
+
+def _check_parallel(args) -> list | None:
+    """The workers' devices (None: train in this process); ValueError for options that do not go together."""
+    under_torchrun = torchrun_env() is not None
+    parallel = getattr(args, "workers", None) is not None or getattr(args, "gpus", None) is not None
+    if under_torchrun and (parallel or args.command == "run"):
+        raise ValueError("under torchrun every process trains the same run together: use `train` without "
+                         "--workers/--gpus (torchrun --nproc_per_node sets the processes)")
+    if getattr(args, "sync_bn", False) and not under_torchrun:
+        raise ValueError("--sync-bn applies to a run trained by several processes under torchrun")
+    if not parallel:
+        return None
+    import torch
+    return worker_devices(args.workers, args.gpus, torch.cuda.device_count(),
+                          os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.experiments", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +168,15 @@ def main(argv=None) -> int:
         if name in ("train", "list"):
             p.add_argument("--group", action="append", default=None,
                            help="only the runs of this group (repeatable), e.g. probe, precision, study")
+        if name in ("train", "run"):
+            p.add_argument("--workers", type=int, default=None,
+                           help="start N queue worker processes that share the runs (on the CPU, or one GPU)")
+            p.add_argument("--gpus", default=None,
+                           help="start one queue worker per listed GPU, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES each)")
+        if name == "train":
+            p.add_argument("--sync-bn", action="store_true",
+                           help="under torchrun: batch norm statistics over the global batch (SyncBatchNorm, GPUs)")
+            p.add_argument("--worker", default=None, help=argparse.SUPPRESS)   # set by --workers/--gpus
         if name == "run":
             p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                            help="another notebook parameter, checked against the notebook's allowed values")
@@ -88,7 +189,13 @@ def main(argv=None) -> int:
         if args.command == "rerun":
             print(rerun_text(rerun(args.record, workdir=args.workdir, progress=True)))
             return 0
+        devices = _check_parallel(args)
         if args.command == "run":
+            if devices:   # the notebooks' parameters checked, the workers train, then the notebooks run
+                for ch in [check_chapter(args.chapter)] if args.chapter else list(CHAPTERS):
+                    notebook_params(ch, args.profile, dict(args.param), args.results)
+                if start_workers(args, devices):
+                    return 1
             outcomes = run_notebooks(args.profile, args.chapter, dict(args.param), args.results, args.timeout)
             return 0 if all(o["status"] == "ok" for o in outcomes) else 1
         check_profile(args.profile)
@@ -96,7 +203,11 @@ def main(argv=None) -> int:
             for ch in ([check_chapter(args.chapter)] if args.chapter else list(CHAPTERS)):
                 measure_latencies(ch, args.profile, args.results)
             return 0
-        train(args.profile, args.chapter, args.results, dry_run=args.command == "list", groups=args.group)
+        if devices:
+            return 1 if start_workers(args, devices) else 0
+        worker = getattr(args, "worker", None)
+        train(args.profile, args.chapter, args.results, dry_run=args.command == "list", groups=args.group,
+              wait=worker is not None, worker=worker, sync_bn=getattr(args, "sync_bn", False))
         return 0
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

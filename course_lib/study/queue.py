@@ -6,10 +6,18 @@ resumes), skips a run another process holds the lock of, and appends a line per 
 ``<results>/LOG.md``. ``measure_latencies`` stores the chapters' parameters, multiply-adds
 and latency in ``<results>/latency.json``; ``rerun`` trains the run of one record again
 and compares the two.
+
+Several queue workers (``experiments train --workers N`` or ``--gpus 0,1``) share one list:
+each claims a run by its lock (``flock``, released when its process dies), skips the runs
+others hold and, with ``wait=True``, goes back for them at the end, so that a run whose
+worker was killed is resumed from its checkpoint by another. Under torchrun the processes
+of a job train each run together: rank 0 takes the locks, writes the records and the log,
+and tells the others what to do.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import statistics
 import tempfile
@@ -20,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..blocks.cost import count_macs, count_params
+from ..engine import distributed
 from ..engine import records as res
 from ..engine.data import DataConfig
 from ..engine.device import RunSettings, hardware, pick_device
@@ -33,40 +42,64 @@ from .specs import (CHAPTERS, PROFILES, Spec, all_specs, check_chapter, checkpoi
 
 # ------------------------------------------------------------------------------- weights
 def _factory(spec: Spec, profile: str, directory=None):
-    """``model_factory`` with the weights: a pretraining run's are trained first if missing."""
+    """``model_factory`` with the weights: a pretraining run's are trained first if missing.
+
+    Under torchrun only rank 0 loads weights; the other ranks build the bare network, and
+    DistributedDataParallel copies rank 0's weights to them before the first step.
+    """
+    if not distributed.is_main():
+        return model_factory(spec)
     return model_factory(spec, lambda pre: pretrained_model(pre, profile, directory))
 
 
 def pretrained_model(pre: Spec, profile: str | None, directory=None):
-    """The model of a finished pretraining run, with its weights (retrained when its checkpoint is gone)."""
+    """The model of a finished pretraining run, with its weights (retrained when its checkpoint is gone).
+
+    Waits while another queue worker holds the pretraining run's lock.
+    """
     directory = results_dir(profile, directory) if profile else directory
-    record = find(pre, directory)
     ckpts = checkpoints_dir(profile) if profile else None
-    try:
-        if record is None or record.get("status") != "finished":
-            raise ValueError("not trained yet")
-        return load_model(record, runs_dir=ckpts)
-    except ValueError:
-        record = train_one(pre, profile, directory, force=record is not None)
-        return load_model(record, runs_dir=ckpts)
+    with _flock(_lock_path(pre, profile) if profile else None, wait=True):
+        record = find(pre, directory)
+        try:
+            if record is None or record.get("status") != "finished":
+                raise ValueError("not trained yet")
+            return load_model(record, runs_dir=ckpts)
+        except ValueError:
+            if distributed.torchrun_env() is not None:
+                raise ValueError(f"under torchrun the pretraining run comes first, and it is not finished: "
+                                 f"{pre.describe()}") from None
+            record = train_one(pre, profile, directory, force=record is not None)
+            return load_model(record, runs_dir=ckpts)
 
 
 # ------------------------------------------------------------------------------- training
+LOG_HEADER = ("# Training log\n\nOne line per run started or finished by "
+              "`python -m course_lib.experiments`: time, run, outcome, wall time.\n\n")
+
+
 def log(directory: Path, text: str) -> None:
-    """Append one line to <results>/LOG.md (created with a header)."""
+    """Append one line to <results>/LOG.md (created with a header); several workers take turns, rank 0 only."""
+    if not distributed.is_main():
+        return
     path = Path(directory) / "LOG.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        path.write_text("# Training log\n\nOne line per run started or finished by "
-                        "`python -m course_lib.experiments`: time, run, outcome, wall time.\n\n")
     with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)          # released when the file closes
+        if fh.seek(0, 2) == 0:
+            fh.write(LOG_HEADER)
         fh.write(f"- {res.log_time()}  {text}\n")
 
 
-def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, progress: bool = False) -> dict:
-    """Train one run (or reuse its finished record); the record is written every epoch."""
+def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, progress: bool = False,
+              sync_bn: bool = False) -> dict:
+    """Train one run (or reuse its finished record); the record is written every epoch.
+
+    Under torchrun every rank calls it; ``sync_bn`` turns batch norm into SyncBatchNorm there.
+    """
     directory = results_dir(profile, directory)
-    found = find(spec, directory)
+    ctx = distributed.context(pick_device())
+    found = ctx.broadcast(find(spec, directory) if ctx.is_main else None)
     if found and found.get("status") == "finished" and not force:
         return found
     model, name = _factory(spec, profile, directory)
@@ -80,7 +113,7 @@ def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, 
     try:
         record = run(model, spec.recipe, data=spec.data(), seed=spec.seed, name=name, results_dir=directory,
                      runs_dir=checkpoints_dir(profile), force=force, progress=progress, callback=on_epoch,
-                     raise_on_divergence=False, **spec.numerics(), **spec.recipe_fields)
+                     raise_on_divergence=False, sync_bn=sync_bn, **spec.numerics(), **spec.recipe_fields)
     except BaseException as err:  # noqa: BLE001 - log the interruption, then let it go on
         log(directory, f"stopped {spec.label} seed {spec.seed}: {type(err).__name__} "
                        f"after {time.perf_counter() - t0:.0f} s (resumes from its checkpoint)")
@@ -172,46 +205,109 @@ def measure_latencies(chapter: str, profile: str, directory=None, *, force: bool
     return table
 
 
+# ------------------------------------------------------------------------------- claiming runs
+def _lock_path(spec: Spec, profile: str) -> Path:
+    return checkpoints_dir(profile) / f"{run_key(spec)}.lock"
+
+
 @contextlib.contextmanager
-def _run_lock(spec: Spec, profile: str):
-    """True while this process holds the run's lock file (flock: released when the process dies)."""
-    import fcntl
-    path = checkpoints_dir(profile) / f"{run_key(spec)}.lock"
+def _flock(path: Path | None, wait: bool = False):
+    """True while this process holds ``path``'s lock (flock: released when the file closes or the
+    process dies); False at once if another holds it and not ``wait``. ``path=None``: no lock."""
+    if path is None:
+        yield True
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
+    with path.open("a") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
         yield True
 
 
+def _run_lock(spec: Spec, profile: str, wait: bool = False):
+    """True while this process holds the run's lock file (see :func:`_flock`)."""
+    return _flock(_lock_path(spec, profile), wait)
+
+
+DONE, BUSY, TRAIN = "done", "busy", "train"
+
+
+@contextlib.contextmanager
+def _claim(spec: Spec, profile: str, directory: Path, ctx: distributed.Context, revisit: bool = False):
+    """(what, record): DONE (finished, or tried by another worker meanwhile), BUSY (another process
+    holds its lock) or TRAIN (this process holds the lock until the block ends). Rank 0 decides."""
+    if not ctx.is_main:
+        yield ctx.broadcast(None)
+        return
+    before = find(spec, directory)
+    if before and before.get("status") == "finished":
+        yield ctx.broadcast((DONE, before))
+        return
+    with _run_lock(spec, profile) as mine:
+        if not mine:
+            yield ctx.broadcast((BUSY, before))
+            return
+        rec = find(spec, directory)   # another worker may have finished it or given up on it meanwhile
+        status = rec and rec.get("status")
+        tried = status == "diverged" and (revisit or before is None or before.get("updated") != rec.get("updated"))
+        yield ctx.broadcast((DONE, rec) if status == "finished" or tried else (TRAIN, rec))
+
+
+POLL_SECONDS = 2.0   # how often a waiting worker looks at the runs others hold
+
+
 def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False,
-          groups=None) -> list[dict]:
-    """Train every missing run of a profile in priority order (latencies last); returns the records."""
+          groups=None, wait: bool = False, worker: str | None = None, sync_bn: bool = False) -> list[dict]:
+    """Train every missing run of a profile in priority order (latencies last); returns the records.
+
+    A run another process holds is skipped; with ``wait`` (queue workers) this process comes
+    back for it when its list is done, until it is finished there or here: a run whose worker
+    died is resumed from its checkpoint. ``worker`` labels the printed lines.
+    """
     directory = results_dir(profile, directory)
     specs = all_specs(profile, chapter, groups)
+    ctx = distributed.context(pick_device())
+    say = print if ctx.is_main else (lambda *a, **k: None)
     if dry_run:
         for s in specs:
-            rec = find(s, directory)
-            print(("done    " if rec and rec.get("status") == "finished" else "missing ") + s.describe())
+            rec = find(s, directory) if ctx.is_main else None
+            say(("done    " if rec and rec.get("status") == "finished" else "missing ") + s.describe())
         return []
-    out = []
+    tag = f"{worker}: " if worker else ""
+    out, held = [], []
     for i, s in enumerate(specs, 1):
-        rec = find(s, directory)
-        if rec and rec.get("status") == "finished":
-            out.append(rec)
-            continue
-        with _run_lock(s, profile) as mine:
-            if not mine:
-                print(f"[{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
-                continue
-            print(f"[{i}/{len(specs)}] {s.describe()}", flush=True)
-            out.append(train_one(s, profile, directory))
+        with _claim(s, profile, directory, ctx) as (what, rec):
+            if what == DONE:
+                out.append(rec)
+            elif what == BUSY:
+                say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
+                held.append((i, s))
+            else:
+                say(f"[{tag}{i}/{len(specs)}] {s.describe()}", flush=True)
+                out.append(train_one(s, profile, directory, sync_bn=sync_bn))
+    if wait and held:
+        say(f"{worker or 'this process'}: waiting for {len(held)} run(s) that other processes hold", flush=True)
+    while wait and held:
+        time.sleep(POLL_SECONDS)
+        still = []
+        for i, s in held:
+            with _claim(s, profile, directory, ctx, revisit=True) as (what, rec):
+                if what == DONE:
+                    out.append(rec)
+                elif what == BUSY:
+                    still.append((i, s))
+                else:
+                    say(f"[{tag}{i}/{len(specs)}] taken over, the process that held it stopped: {s.describe()}",
+                        flush=True)
+                    out.append(train_one(s, profile, directory, sync_bn=sync_bn))
+        held = still
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
-    for ch in [] if groups else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
-        measure_latencies(ch, profile, directory)
+    for ch in [] if groups or not ctx.is_main else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
+        with _flock(checkpoints_dir(profile) / f"latency-{ch}.lock", wait=True):   # one worker measures
+            measure_latencies(ch, profile, directory)
     return out
 
 
