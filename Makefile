@@ -74,10 +74,12 @@ sync: $(STAMP)
 	$(PY) tools/execute.py --no-execute $(patsubst src/%.md,%,$(wildcard src/chapters/*.md src/exercises/*.md))
 
 # The experiment chapters 6-8 through papermill (course_lib/instructor/experiments.py), training what is missing:
-# PROFILE=smoke (minutes, records in runs/) | cpu (results/cpu/) | full (GPU, results/full/); CHAPTER=06|07|08
+# PROFILE=smoke (minutes, records in runs/) | cpu (results/cpu/) | full (GPU, results/full/); CHAPTER=06|07|08;
+# GPUS=0,1,2,3 (one queue worker per GPU) or WORKERS=N train the missing runs in parallel before the notebooks
 PROFILE ?= smoke
 experiments: $(STAMP)
-	$(PY) -m course_lib.experiments run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(PY) -m course_lib.experiments run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER)) \
+	  $(if $(GPUS),--gpus $(GPUS)) $(if $(WORKERS),--workers $(WORKERS))
 
 clean:
 	rm -rf _build

@@ -8,7 +8,8 @@ The folders read as the book, each layer importing only the ones above it in thi
 - ``models``      the report's names, ``parse_name``, ``list_models``, ``create_model``; ``pretrained`` weights
 - ``figures``     ``diagrams`` (block diagrams with tensor shapes) and ``plots`` (image grids)
 - ``engine``      ``data``, ``device``, ``recipes``, the training loop (``train``), run
-                  ``records``, ``runner`` (``run``), ``timing`` (latency) and ``bench``
+                  ``records``, ``runner`` (``run``), ``distributed`` (torchrun), ``timing``
+                  (latency) and ``bench``
 - ``study``       chapters 6-8: the report's numbers (``report``), the runs (``specs``),
                   ``statistics``, ``tables`` and the training ``queue``
 - ``instructor``  ``exercises``, ``nbparams`` and the command line of ``python -m course_lib.experiments``

@@ -1,1 +1,1 @@
-"""The training engine (data, device, recipes, training loop, records, run, timing): may import blocks and models."""
+"""The engine (data, device, recipes, training loop, records, run, distributed, timing): may import blocks, models."""

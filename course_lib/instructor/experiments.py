@@ -100,12 +100,18 @@ def worker_devices(workers: int | None, gpus: str | None, gpu_count: int, visibl
 
 
 def worker_args(args) -> list[str]:
-    """The ``train`` arguments of one worker process: the parent's, minus --workers/--gpus."""
+    """The ``train`` arguments of one worker process: the parent's, minus --workers/--gpus.
+
+    ``run -p RESULTS folder``: the notebooks resolve a relative folder from chapters/, so do the workers.
+    """
     out = ["train", "--profile", args.profile]
     if args.chapter:
         out += ["--chapter", args.chapter]
+    param = dict(getattr(args, "param", None) or []).get("RESULTS")
     if args.results:
         out += ["--results", str(Path(args.results).expanduser().resolve())]
+    elif param:
+        out += ["--results", str((REPO / "chapters" / Path(param).expanduser()).resolve())]
     for g in getattr(args, "group", None) or []:
         out += ["--group", g]
     return out
@@ -185,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("record", help="a record file, e.g. results/cpu/<model>_cifar10_seed0_<key>.json")
     p.add_argument("--workdir", default=None, help="where the new record and checkpoint go (default: a temp folder)")
     args = parser.parse_args(argv)
+    if getattr(args, "results", None):   # one folder for this process, its workers and the notebooks (cwd chapters/)
+        args.results = str(Path(args.results).expanduser().resolve())
     try:
         if args.command == "rerun":
             print(rerun_text(rerun(args.record, workdir=args.workdir, progress=True)))
