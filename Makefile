@@ -13,7 +13,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book web-assets test-site test test-unit test-notebooks install clean experiments chapter exercise sync
+.PHONY: book web-assets test-site test test-unit test-notebooks test-colab install clean experiments chapter exercise sync
 
 install: $(STAMP)
 
@@ -54,6 +54,12 @@ test: test-unit test-notebooks
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests
+
+# The Colab rehearsal (tests_colab/rehearse.py): course_lib's wheel installed with its dependencies into a
+# fresh venv in a temporary folder, then chapters 0 and 6-8 through papermill from an empty folder, TRAIN=False;
+# it fails on any cell error or when a table does not show the committed runs. CI runs it after `make test`.
+test-colab: $(STAMP)
+	$(PY) tests_colab/rehearse.py
 
 # NB=04: only that chapter
 test-notebooks: $(STAMP)
