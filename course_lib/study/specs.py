@@ -309,7 +309,7 @@ def _profile_folder(directory) -> list[Path]:
     if isinstance(directory, (list, tuple)):
         return [Path(d) for d in directory]
     if directory is None:
-        raise ValueError("name the records folder: find(spec, results_dir(profile))")
+        return [res.results_dir()]
     for profile in PROFILES:
         if _same(directory, results_dir(profile)):
             return record_dirs(profile)
