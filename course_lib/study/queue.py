@@ -66,7 +66,7 @@ def pretrained_model(pre: Spec, profile: str | None, directory=None):
                 raise ValueError("not trained yet")
             return load_model(record, runs_dir=ckpts)
         except ValueError:
-            if distributed.torchrun_env() is not None:
+            if (distributed.torchrun_env() or (0, 1, 0))[1] > 1:
                 raise ValueError(f"under torchrun the pretraining run comes first, and it is not finished: "
                                  f"{pre.describe()}") from None
             record = train_one(pre, profile, directory, force=record is not None)
