@@ -1,6 +1,5 @@
 """The ResNeSt builder: timm's weights load and agree, the report's parameter counts, names."""
 import socket
-import time
 
 import pytest
 import timm
@@ -207,19 +206,22 @@ def test_timm_baselines_are_built_by_timm():
 
 @pytest.fixture
 def offline(monkeypatch):
-    """No network: every TCP connection fails at once, and nothing is cached."""
+    """No network: every TCP connection fails at once, and nothing is cached; counts the attempts."""
+    attempts = []
+
     def refuse(*args, **kwargs):
+        attempts.append(args[0] if args else kwargs.get("address"))
         raise OSError("network is unreachable (test)")
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr("course_lib.models.pretrained._cached_weights", lambda name: None)
+    return attempts
 
 
 @pytest.mark.parametrize("name", ["ResNeSt-50", "resnest14d", "ResNet-18"])
 def test_pretrained_offline_fails_fast_and_says_why(offline, name):
-    start = time.perf_counter()
     with pytest.raises(PretrainedUnavailableError, match="cannot be reached.*no network"):
         create_model(name, num_classes=2, pretrained=True)
-    assert time.perf_counter() - start < 30
+    assert 1 <= len(offline) <= 2   # one look at the hub, no retry loop (speed-independent "fast")
 
 
 def test_pretrained_where_no_weights_exist():
