@@ -23,6 +23,8 @@ from course_lib.engine import distributed, runner
 from course_lib.engine import train as tr
 from course_lib.engine.device import RunSettings
 
+from helpers_ddp import Plain
+
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = dict(images=301, val_size=100, test_images=100, batch_size=64, epochs=3, drop_rate=None, precision="fp32",
             progress=False, name="plain")
@@ -41,45 +43,30 @@ rank = int(os.environ["RANK"])
 STEPS = 0
 
 
-class Plain(nn.Module):
-    """Two strided convs, no batch norm, no dropout."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        global STEPS
-        if self.training:
-            STEPS += 1
-            if stall and rank == 0 and STEPS == 7:      # the 2nd step of epoch 2, after epoch 1's checkpoint
-                (out / "stalled").write_text("")
-                while True:
-                    time.sleep(1)
-        return self.fc(self.features(x))
+sys.path.insert(0, sys.argv[4])
+from helpers_ddp import Plain
 
 
-rec = runner.run(Plain, "book", results_dir=out / "results", runs_dir=out / "runs", **json.loads(sys.argv[3]))
+def on_step():
+    global STEPS
+    STEPS += 1
+    if stall and rank == 0 and STEPS == 7:      # the 2nd step of epoch 2, after epoch 1's checkpoint
+        (out / "stalled").write_text("")
+        while True:
+            time.sleep(1)
+
+
+def stalling():
+    """Plain, with the hook on the instance (its repr, and so the run's key, stays Plain's)."""
+    model = Plain()
+    model.on_step = on_step
+    return model
+
+
+rec = runner.run(stalling, "book", results_dir=out / "results", runs_dir=out / "runs", **json.loads(sys.argv[3]))
 if rank == 0:
     (out / "record.json").write_text(json.dumps(rec))
 '''
-
-
-class Plain(nn.Module):
-    """The child's network, for the single-process run."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        return self.fc(self.features(x))
 
 
 def _torchrun(folder: Path, mode: str, data_root) -> subprocess.Popen:
@@ -89,7 +76,7 @@ def _torchrun(folder: Path, mode: str, data_root) -> subprocess.Popen:
     for var in distributed.TORCHRUN_VARS:
         env.pop(var, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(folder), mode, json.dumps(OPTS)]
+           str(folder), mode, json.dumps(OPTS), str(Path(__file__).resolve().parent)]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
