@@ -252,7 +252,10 @@ def data_source(dataset: str, root=None) -> dict:
     """Where a data set is read from (kind and path), with the archive's sha256 when it is a known archive."""
     root = data_root(root)
     if dataset == "cifar10":
-        what = _find_cifar(root, download=False)[0] if _has_cifar(root) else "official download"
+        try:
+            what = _find_cifar(root, download=False)[0]
+        except DatasetNotFoundError:
+            what = "official download"
     else:
         found = [root / n for n in ("hotdog", "hotdog64", "hotdog.zip", "hotdog64.tar.gz") if (root / n).exists()]
         what = f"{'archive' if found[0].is_file() else 'class folders'}: {found[0]}" if found else "official download"
@@ -261,10 +264,6 @@ def data_source(dataset: str, root=None) -> dict:
     if path.name in ARCHIVES and path.is_file():
         out["archive_sha256"] = ARCHIVES[path.name]  # checked against the file when it was read
     return out
-
-
-def _has_cifar(root: Path) -> bool:
-    return any((root / n).exists() for n in ("cifar-10-batches-py", "cifar10-jpeg", "cifar10-jpeg.tar.gz"))
 
 
 

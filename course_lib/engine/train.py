@@ -173,6 +173,12 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, se
     return out
 
 
+def labels_sha256(labels: torch.Tensor) -> str:
+    """The identity of a test set and its order: sha256 of its labels as uint8 bytes."""
+    import hashlib
+    return hashlib.sha256(labels.to("cpu", torch.int64).numpy().astype("uint8").tobytes()).hexdigest()
+
+
 def encode_predictions(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
     """Predicted classes of the test images, compact for a JSON record (base64 of uint8).
 
@@ -180,14 +186,12 @@ def encode_predictions(predictions: torch.Tensor, labels: torch.Tensor) -> dict:
     compared image by image (McNemar's test) only when they saw the same images.
     """
     import base64
-    import hashlib
     p = predictions.to("cpu", torch.int64)
     if len(p) and (int(p.min()) < 0 or int(p.max()) > 255):
         raise ValueError("encode_predictions stores classes 0..255 only")
-    y = labels.to("cpu", torch.int64).numpy().astype("uint8").tobytes()
     return {"encoding": "base64-uint8", "n": len(p),
             "data": base64.b64encode(p.numpy().astype("uint8").tobytes()).decode("ascii"),
-            "labels_sha256": hashlib.sha256(y).hexdigest()}
+            "labels_sha256": labels_sha256(labels)}
 
 
 def decode_predictions(blob: dict) -> torch.Tensor:

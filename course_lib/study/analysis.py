@@ -101,16 +101,13 @@ def mcnemar_by_seed(rows, variant: str, baseline: str):
 
 def _labels(record: dict):
     """The test labels a record's predictions refer to (checked against the stored hash)."""
-    import hashlib
-
-    import torch
     from ..engine.data import DataConfig, load_data
+    from ..engine.train import labels_sha256
     cfg = record["config"]
     data = load_data(**{k: cfg[k] for k in ("dataset", "images", "val_size", "split_seed", "test_images")
                         if k in DataConfig.fields()})
     y = data["test"].labels
-    got = hashlib.sha256(y.to(torch.int64).numpy().astype("uint8").tobytes()).hexdigest()
-    if got != record["test_predictions"]["labels_sha256"]:
+    if labels_sha256(y) != record["test_predictions"]["labels_sha256"]:
         raise ValueError(f"the test set here differs from the one run {record['key']} was scored on: "
                          "its predictions cannot be compared image by image")
     return y
