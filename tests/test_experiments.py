@@ -38,7 +38,7 @@ def test_profiles_are_well_formed(profile):
     assert {s.label for s in specs.study("07", profile)} == set(report.TABLE2)
     # the priority order of the brief: Table I seed 0 first, then the report-recipe full-scale run;
     # the book's recipe (full scale, then at Table I's scale) last
-    order = [s for s in specs.all_specs(profile) if s.group not in ("probe", "precision", "study")]
+    order = [s for s in specs.all_specs(profile) if s.group not in specs.PROTOCOL_GROUPS]
     assert order[0].chapter == "06" and order[0].group == "table" and order[0].seed == 0
     assert [s.recipe for s in order if s.group in ("fullscale", "recipe")][-1] == "book"
     kinds = [(s.group, s.recipe) for s in order]
@@ -52,10 +52,12 @@ def test_profiles_are_well_formed(profile):
 @pytest.mark.parametrize("profile", specs.PROFILES)
 def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkeypatch):
     monkeypatch.setattr(specs, "STUDY_LR", None)
-    first = specs.protocol("06", profile)
+    first = [s for s in specs.protocol("06", profile) if s.group != "probe-1epoch"]
     assert [s.group for s in first] == ["probe"] * 3
     assert sorted(s.recipe_fields["lr"] for s in first) == sorted(specs.PROBE_LRS)
-    assert all(s.epochs == 1 and s.recipe == "study" for s in first)
+    scale = specs.STUDY_SCALES[profile]
+    assert all(s.epochs == scale["epochs"] and s.recipe == "study" and s.images == scale["images"]
+               and s.model_overrides == {"zero_init_last": False} for s in first)
     monkeypatch.setattr(specs, "STUDY_LR", 0.1)
     specs._KEYS.clear()
     runs = specs.protocol("06", profile)
@@ -66,7 +68,12 @@ def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkey
     assert all(x.recipe_fields["lr"] == 0.1 and x.precision == specs.STUDY_NUMERICS[profile]["precision"]
                for x in study)
     keys = [specs.run_key(x) for x in runs]
-    assert len(set(keys)) == len(keys)                       # every run is its own configuration
+    # every run is its own configuration, but for the probe at the chosen rate, which is Table I's seed 0
+    chosen = [x for x in runs if x.group == "probe" and x.recipe_fields["lr"] == 0.1]
+    twin = [x for x in study if x.label == specs.PROBE_MODEL and x.seed == 0]
+    assert len(chosen) == len(twin) == 1 and specs.run_key(chosen[0]) == specs.run_key(twin[0])
+    assert len(set(keys)) == len(keys) - 1
+    assert all(x.model_overrides == dict(specs.STUDY_INIT) for x in study)
     legacy = {specs.run_key(x) for ch in specs.CHAPTERS for x in specs.study(ch, profile)}
     assert not legacy & set(keys)                             # and none is a report-recipe run
     prec = [x for x in runs if x.group == "precision"]

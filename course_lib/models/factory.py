@@ -74,9 +74,10 @@ def create_model(name: str, num_classes: int = 1000, pretrained: bool | str | os
     if isinstance(pretrained, (str, os.PathLike)):
         load_body(model, read_state_dict(Path(pretrained)), str(pretrained))
     elif pretrained:
-        if set(overrides) - {"drop_rate"}:
+        shape_free = {"drop_rate", "zero_init_last"}  # options that leave the weights' shapes alone
+        if set(overrides) - shape_free:
             raise ValueError(f"ImageNet weights fit {config.name} as named; drop the overrides "
-                             f"{sorted(set(overrides) - {'drop_rate'})} or train from scratch")
+                             f"{sorted(set(overrides) - shape_free)} or train from scratch")
         state = timm_pretrained(config, num_classes, True, {}).state_dict()
         model.load_state_dict(state, strict=True)
     return model

@@ -113,7 +113,8 @@ def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, 
     try:
         record = run(model, spec.recipe, data=spec.data(), seed=spec.seed, name=name, results_dir=directory,
                      runs_dir=checkpoints_dir(profile), force=force, progress=progress, callback=on_epoch,
-                     raise_on_divergence=False, sync_bn=sync_bn, **spec.numerics(), **spec.recipe_fields)
+                     raise_on_divergence=False, sync_bn=sync_bn, model_overrides=spec.model_overrides or None,
+                     **spec.numerics(), **spec.recipe_fields)
     except BaseException as err:  # noqa: BLE001 - log the interruption, then let it go on
         log(directory, f"stopped {spec.label} seed {spec.seed}: {type(err).__name__} "
                        f"after {time.perf_counter() - t0:.0f} s (resumes from its checkpoint)")
