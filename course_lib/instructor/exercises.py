@@ -5,13 +5,16 @@ An exercise is a *master* notebook in ``exercises/`` with
 - a cell tagged ``parameters`` (papermill), with allowed values in the metadata;
 - cells tagged ``solution``: the lines between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` are the answer, replaced for students by a stub;
-- cells tagged ``check``: hidden checks that call ``course_lib.check.check``. Students
-  never see them; grading puts them back after the student's cells.
+- a cell tagged ``answers``: ``answers = collect(name=lambda: ..., ...)``, what grading takes
+  from the student's kernel, as data;
+- cells tagged ``check``: hidden checks that call ``course_lib.check.check`` on ``answers``,
+  the parameters and the names set by cells tagged ``context``. Students never see them;
+  grading runs them in a process of their own (``grading.py``), never in the student's kernel.
 
 Command line (``python -m course_lib.instructor.exercises --help``)::
 
     make  EXERCISE SHEET --out DIR   # DIR/students/*.ipynb and DIR/solutions/*.ipynb
-    check EXERCISE FOLDER --gradebook grades.csv [--timeout 300]
+    check EXERCISE FOLDER --sheet SHEET --gradebook grades.csv [--timeout 300]
     params EXERCISE                  # the parameters and their allowed values
 """
 from __future__ import annotations
@@ -26,7 +29,6 @@ from pathlib import Path
 
 import nbformat
 
-from ..check import CHECK_LINE
 from . import nbparams
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -82,7 +84,7 @@ def student_version(nb):
     nb = copy.deepcopy(nb)
     cells = []
     for cell in nb.cells:
-        if "check" in _tags(cell):
+        if {"check", "answers"} & set(_tags(cell)):
             continue
         if cell.cell_type == "code":
             if "solution" in _tags(cell):
@@ -138,6 +140,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def handout_name(exercise: Path, student: str) -> str:
+    """The file name a student's notebook is handed out (and graded) under."""
+    return f"{Path(exercise).stem}__{_safe(student)}.ipynb"
+
+
 def make(exercise, sheet, out) -> list[Path]:
     """Write one student notebook per row of the sheet, and the matching solutions apart."""
     import papermill
@@ -159,97 +166,24 @@ def make(exercise, sheet, out) -> list[Path]:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        name = f"{exercise.stem}__{_safe(student)}.ipynb"
+        name = handout_name(exercise, student)
         nbformat.write(nb, str(out / "solutions" / name))
         nbformat.write(student_version(nb), str(out / "students" / name))
         written.append(out / "students" / name)
     return written
 
 
-# --------------------------------------------------------------------------- grading
-def grading_version(submission, exercise: Path):
-    """The submission's own cells, with the master's checks appended; student errors do not stop the run."""
-    nb = copy.deepcopy(submission)
-    nb.cells = [c for c in nb.cells if "check" not in _tags(c)]
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" not in _tags(cell):
-            cell.metadata["tags"] = list(set(_tags(cell)) | {"raises-exception"})
-    master = nbformat.read(str(exercise), as_version=4)
-    nb.cells += [copy.deepcopy(c) for c in master.cells if "check" in _tags(c)]
-    return nb
+# --------------------------------------------------------------------------- grading (grading.py)
+def grade_one(path: Path, exercise: Path, timeout: float, sheet, **kwargs) -> dict:
+    """Grade one handed-out notebook in isolation: see :func:`course_lib.instructor.grading.grade_one`."""
+    from .grading import grade_one
+    return grade_one(path, exercise, timeout, sheet, **kwargs)
 
 
-def _submitted_params(nb, exercise: Path) -> dict:
-    params = nb.metadata.get("papermill", {}).get("parameters", {}) or {}
-    return nbparams.validate(exercise, params)
-
-
-def grade_one(path: Path, exercise: Path, timeout: float) -> dict:
-    """Run one completed notebook and read its checks."""
-    names = info(exercise)["checks"]
-    row = {STUDENT_KEY: path.stem.split("__")[-1], "notebook": path.name, "status": "", "seconds": 0.0}
-    try:
-        submission = nbformat.read(str(path), as_version=4)
-        row[STUDENT_KEY] = submission.metadata.get("course", {}).get("student", row[STUDENT_KEY])
-        params = _submitted_params(submission, exercise)
-    except Exception as err:
-        row.update(status="unreadable", error=f"{type(err).__name__}: {err}"[:500])
-        return {**row, **{n: "NOT RUN" for n in names}, "score": f"0/{len(names)}"}
-    with tempfile.TemporaryDirectory() as tmp:
-        graded_in, graded_out = Path(tmp) / "in.ipynb", Path(tmp) / "out.ipynb"
-        nbformat.write(grading_version(submission, exercise), str(graded_in))
-        result = nbparams.run(graded_in, graded_out, params, timeout=timeout, cwd=exercise.parent)
-        outcome = _read_checks(graded_out) if graded_out.exists() else {}
-        errors = _cell_errors(graded_out) if graded_out.exists() else []
-    status = result["status"]
-    if status == "error" and errors:
-        status = "student error"  # the checks ran; the student's cells raised
-    row.update(status=status, seconds=result["seconds"])
-    results = {n: outcome.get(n, ("NOT RUN", ""))[0] for n in names}
-    failures = [f"{n}: {outcome[n][1]}" for n in names if n in outcome and outcome[n][0] == "FAIL" and outcome[n][1]]
-    row["error"] = "; ".join(([result["error"]] if result["status"] == "timeout" else []) + errors + failures)[:1000]
-    return {**row, **results, "score": f"{sum(v == 'PASS' for v in results.values())}/{len(names)}"}
-
-
-def _read_checks(path: Path) -> dict[str, tuple[str, str]]:
-    nb = nbformat.read(str(path), as_version=4)
-    found = {}
-    for cell in nb.cells:
-        if "check" not in _tags(cell):
-            continue
-        for out in cell.get("outputs", []):
-            for name, verdict, message in CHECK_LINE.findall(out.get("text", "")):
-                found[name] = (verdict, message)
-    return found
-
-
-def _cell_errors(path: Path) -> list[str]:
-    nb = nbformat.read(str(path), as_version=4)
-    return [f"{o.ename}: {o.evalue}"[:300] for c in nb.cells if "check" not in _tags(c)
-            for o in c.get("outputs", []) if o.output_type == "error"]
-
-
-def check_folder(exercise, folder, gradebook, timeout: float = 300) -> list[dict]:
-    """Grade every notebook in ``folder`` and write the gradebook CSV; one bad notebook spoils nothing."""
-    exercise = resolve(exercise)
-    names = info(exercise)["checks"]
-    notebooks = sorted(Path(folder).glob("*.ipynb"))
-    if not notebooks:
-        raise ValueError(f"{folder} has no .ipynb files to grade.")
-    rows = []
-    gradebook = Path(gradebook)
-    gradebook.parent.mkdir(parents=True, exist_ok=True)
-    fields = [STUDENT_KEY, "notebook", "status", "score", *names, "seconds", "error"]
-    with open(gradebook, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for path in notebooks:
-            row = grade_one(path, exercise, timeout)
-            writer.writerow({k: row.get(k, "") for k in fields})
-            f.flush()  # written as it comes: a killed grading run keeps what it graded
-            rows.append(row)
-            print(f"{row[STUDENT_KEY]}: {row['status']} {row['score']}", file=sys.stderr)
-    return rows
+def check_folder(exercise, folder, gradebook, timeout: float = 300, *, sheet, **kwargs) -> list[dict]:
+    """Grade a folder into a CSV gradebook: see :func:`course_lib.instructor.grading.check_folder`."""
+    from .grading import check_folder
+    return check_folder(exercise, folder, gradebook, timeout, sheet=sheet, **kwargs)
 
 
 # --------------------------------------------------------------------------- command line
@@ -266,6 +200,7 @@ def main(argv=None) -> int:
     c = sub.add_parser("check", help="grade a folder of completed notebooks into a CSV gradebook")
     c.add_argument("exercise")
     c.add_argument("folder")
+    c.add_argument("--sheet", required=True, help="the sheet the class set was made from: who is who, which variant")
     c.add_argument("--gradebook", required=True)
     c.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default: the exercise's)")
     args = parser.parse_args(argv)
@@ -281,7 +216,7 @@ def main(argv=None) -> int:
         else:
             exercise = resolve(args.exercise)
             timeout = args.timeout or info(exercise).get("time_limit", 300)
-            rows = check_folder(exercise, args.folder, args.gradebook, timeout)
+            rows = check_folder(exercise, args.folder, args.gradebook, timeout, sheet=args.sheet)
             passed = sum(r["score"].split("/")[0] == r["score"].split("/")[1] for r in rows)
             print(f"graded {len(rows)} notebooks, {passed} passed every check; gradebook: {args.gradebook}")
     except ValueError as err:
