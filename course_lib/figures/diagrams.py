@@ -325,7 +325,7 @@ def _shown(n: int, most: int = 3) -> list:
 
 
 def _cell(ax, x: float, y: float, k: int, r: int, side: float, label: bool = True, fontsize: float = 6):
-    """One featuremap group: coloured by its cardinal group k, labelled 'k,r' (1-based)."""
+    """One featuremap group: coloured by its cardinal group k, labelled 'k,i' (both counted from 1; i is the radix split)."""
     ax.add_patch(Rectangle((x - side / 2, y - side / 2), side, side, ec="#333333", lw=0.6,
                            fc=GROUP_COLORS[k % len(GROUP_COLORS)], alpha=1.0 - 0.55 * r / max(r + 1, 4)))
     if label:
@@ -340,7 +340,7 @@ def draw_split_attention(cardinality: int = 2, radix: int = 2, channels: int = 6
     Left, cardinality-major (report Fig. 4): K cardinal groups, each with its own R
     splits and attention, concatenated. Right, radix-major (Fig. 5, the official
     code): one grouped convolution with G = K*R groups whose outputs are ordered
-    radix first, one attention over the whole tensor. A cell "k,r" is split r of
+    radix first, one attention over the whole tensor. A cell "k,i" is split i of
     cardinal group k. ``channels`` is C (input = output), ``attn_channels`` d
     (default: ``blocks.split_attn.split_attn_channels``). ``axes``: two axes to draw into.
     """
@@ -460,7 +460,7 @@ def draw_featuremap_orders(cardinality: int = 2, radix: int = 2, ax=None):
     given = ax
     span = max(6.0, 0.62 * g + 1.6)
     fig, ax = canvas(span, 3.2, ax, scale=1.0,
-                     title=f"featuremap groups, K = {k_}, R = {r_}: position of 'k,r' in each layout")
+                     title=f"featuremap groups, K = {k_}, R = {r_}: position of 'k,i' in each layout")
     side = min(0.5, (span - 1.8) / g * 0.85)
     x0 = 1.6
     step = (span - 1.9) / g
