@@ -13,7 +13,7 @@ export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book web-assets test-site test test-unit test-notebooks test-colab install clean experiments chapter exercise sync
+.PHONY: book student-book web-assets test-site test test-unit test-notebooks test-colab install clean experiments chapter exercise sync
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 book: $(STAMP) web-assets
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in _build/html/index.html"
+
+# The student edition for a graded class (tools/student_edition.py): the exercises as handed out, without
+# solutions, answers or checks; chapters keep their outputs and are not executed. Site: _build/student/src/_build/html
+student-book: $(STAMP) web-assets
+	$(PY) tools/student_edition.py --out _build/student
 
 # MathJax, require.js and the widget manager, served by the site itself (offline): see tools/web_assets.py
 web-assets:
