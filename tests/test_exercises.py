@@ -46,11 +46,12 @@ def test_a_class_set_of_five_variants(class_set):
 
 def test_every_variant_solution_passes_and_blank_answers_fail(class_set):
     out, _ = class_set
-    rows = exercises.check_folder(EX1, out / "solutions", out / "solutions.csv", timeout=GENEROUS)
+    rows = exercises.check_folder(EX1, out / "solutions", out / "solutions.csv", timeout=GENEROUS,
+                                  sheet=out / "sheet.csv")
     assert [r["score"] for r in rows] == ["3/3"] * 5
     with open(out / "solutions.csv") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 5
-    blank = exercises.grade_one(sorted((out / "students").glob("*.ipynb"))[0], EX1, timeout=GENEROUS)
+    blank = exercises.grade_one(sorted((out / "students").glob("*.ipynb"))[0], EX1, GENEROUS, out / "sheet.csv")
     assert blank["score"] == "0/3" and "NotImplementedError" in blank["error"]
 
 
@@ -60,10 +61,11 @@ def test_a_wrong_answer_fails_and_a_right_one_passes(class_set, tmp_path):
         "def grouped_params(n_i, n_o, g, k): return n_i * n_o * k * k  # forgot the groups",
         "def grouped_macs(n_i, n_o, g, k, H, W): return grouped_params(n_i, n_o, g, k) * H * W",
         "saving = 1.0"]))
-    nbformat.write(wrong, str(tmp_path / "01_grouped_conv_cost__wrong.ipynb"))
+    nbformat.write(wrong, str(tmp_path / written[0].name))      # graded under the name it was handed out
     good = nbformat.read(str(out / "solutions" / written[2].name), as_version=4)
-    nbformat.write(good, str(tmp_path / "01_grouped_conv_cost__zed.ipynb"))
-    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=GENEROUS)}
+    nbformat.write(good, str(tmp_path / written[2].name))
+    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=GENEROUS,
+                                                             sheet=out / "sheet.csv")}
     assert rows["ada"]["params"] == "FAIL" and rows["ada"]["saving"] == "FAIL"
     assert rows["ada"]["status"] == "ok"           # it ran; it was wrong
     assert rows["cyd"]["score"] == "3/3"
@@ -73,12 +75,13 @@ def test_a_notebook_past_the_time_limit_is_cut_off_and_grading_goes_on(class_set
     """The time limit, on a notebook that sleeps (no CPU burnt): it times out however fast the machine is."""
     out, written = class_set
     sleeper = _answer(nbformat.read(str(written[1]), as_version=4), "import time\ntime.sleep(3600)")
-    nbformat.write(sleeper, str(tmp_path / "01_grouped_conv_cost__sleep.ipynb"))
-    (tmp_path / "01_grouped_conv_cost__zzz.ipynb").write_text("{ not a notebook")   # graded after it
-    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=5)}
+    nbformat.write(sleeper, str(tmp_path / written[1].name))
+    (tmp_path / written[3].name).write_text("{ not a notebook")   # dan, graded after it
+    rows = {r["student"]: r for r in exercises.check_folder(EX1, tmp_path, tmp_path / "g.csv", timeout=5,
+                                                             sheet=out / "sheet.csv")}
     assert rows["bob"]["status"] == "timeout" and rows["bob"]["score"] == "0/3"
     assert "time limit of 5 s" in rows["bob"]["error"]
-    assert rows["zzz"]["status"] == "unreadable"   # the next notebook was still graded
+    assert rows["dan"]["status"] == "unreadable"   # the next notebook was still graded
     with open(tmp_path / "g.csv") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["timeout", "unreadable"]
 
@@ -149,11 +152,11 @@ def test_solution_passes_and_a_wrong_answer_fails(name, tmp_path, real_data_root
     exercise = ROOT / "exercises" / f"{name}.ipynb"
     [student] = exercises.make(exercise, sheet, tmp_path / "set")
     limit = max(GENEROUS, exercises.info(exercise)["time_limit"])   # correctness, not speed
-    solved = exercises.grade_one(tmp_path / "set" / "solutions" / student.name, exercise, limit)
+    solved = exercises.grade_one(tmp_path / "set" / "solutions" / student.name, exercise, limit, sheet)
     total = len(exercises.info(exercise)["checks"])
     assert solved["score"] == f"{total}/{total}", solved
     bad = tmp_path / "bad" / student.name
     bad.parent.mkdir()
     nbformat.write(_answer(nbformat.read(str(student), as_version=4), wrong), str(bad))
-    graded = exercises.grade_one(bad, exercise, limit)
+    graded = exercises.grade_one(bad, exercise, limit, sheet)
     assert "FAIL" in [graded[c] for c in exercises.info(exercise)["checks"]], graded

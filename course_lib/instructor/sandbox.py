@@ -77,8 +77,8 @@ def _exists(path) -> bool:
 
 def readable_paths() -> list[str]:
     """What the command may read: Python, its packages, course_lib, the data and its cache."""
-    import course_lib
-    paths = [sys.base_prefix, sys.prefix, str(Path(course_lib.__file__).resolve().parent)]
+    package = Path(__file__).resolve().parents[1]          # course_lib itself, and not the folder around it
+    paths = [sys.base_prefix, sys.prefix, str(package)]
     paths += [p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
     data = os.environ.get("COURSE_DATA")
     if data and Path(data).is_dir():
