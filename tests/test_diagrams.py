@@ -14,6 +14,8 @@ from course_lib.figures import diagrams  # noqa: E402
     (diagrams.draw_grouped_conv, {"in_channels": 64, "out_channels": 128, "groups": 8}),
     (diagrams.draw_resnext_forms, {}),
     (diagrams.draw_resnext_forms, {"channels": 64, "bottleneck": 8, "cardinality": 2}),
+    (diagrams.draw_inception, {}),
+    (diagrams.draw_inception, {"in_channels": 32, "out_3x3": 8, "height": 7}),
     (diagrams.draw_se, {"channels": 32, "reduction": 4}),
     (diagrams.draw_sk, {}),
     (diagrams.draw_sk, {"kernel_sizes": (3, 5, 7), "channels": 128}),

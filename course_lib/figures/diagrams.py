@@ -21,7 +21,7 @@ from ..blocks.grouped import check_groups
 from ..blocks.split_attn import check_attn_channels, split_attn_channels
 
 __all__ = ["Box", "canvas", "box", "node", "arrow", "elbow", "figure_png", "COLORS",
-           "draw_grouped_conv", "draw_resnext_forms", "draw_se", "draw_sk"]
+           "draw_grouped_conv", "draw_resnext_forms", "draw_inception", "draw_se", "draw_sk"]
 
 # One colour per kind of layer, used by every diagram of the book.
 COLORS = {
@@ -236,6 +236,43 @@ def draw_resnext_forms(channels: int = 256, bottleneck: int = 128, cardinality: 
     if ax is None:
         fig.tight_layout()
     return fig
+
+
+def draw_inception(in_channels: int = 192, out_1x1: int = 64, reduce_3x3: int = 96, out_3x3: int = 128,
+                   reduce_5x5: int = 16, out_5x5: int = 32, pool_proj: int = 32, height: int = 28, ax=None):
+    """GoogLeNet's Inception module: four different paths over one input, concatenated.
+
+    Defaults are the module "3a". Every convolution is followed by a ReLU (not drawn);
+    the shapes on the arrows are for one ``in_channels x height x height`` input.
+    """
+    h = height
+    out = out_1x1 + out_3x3 + out_5x5 + pool_proj
+    fig, ax_ = canvas(10.4, 6.2, ax, title=f"Inception module: 4 different paths, {in_channels} -> {out} channels")
+    top = box(ax_, 5.2, 5.5, f"input ({in_channels}, {h}, {h})", w=3.2, kind="tensor")
+    xs = [1.4, 3.9, 6.5, 9.0]
+    firsts = [None,
+              box(ax_, xs[1], 4.2, f"1x1, {in_channels}->{reduce_3x3}", w=2.1, kind="conv1", fontsize=8),
+              box(ax_, xs[2], 4.2, f"1x1, {in_channels}->{reduce_5x5}", w=2.1, kind="conv1", fontsize=8),
+              box(ax_, xs[3], 4.2, "3x3 max pool", w=2.1, kind="pool", fontsize=8)]
+    lasts = [box(ax_, xs[0], 2.8, f"1x1, {in_channels}->{out_1x1}", w=2.1, kind="conv1", fontsize=8),
+             box(ax_, xs[1], 2.8, f"3x3, {reduce_3x3}->{out_3x3}", w=2.1, kind="conv", fontsize=8),
+             box(ax_, xs[2], 2.8, f"5x5, {reduce_5x5}->{out_5x5}", w=2.1, kind="conv", fontsize=8),
+             box(ax_, xs[3], 2.8, f"1x1, {in_channels}->{pool_proj}", w=2.1, kind="conv1", fontsize=8)]
+    widths = [out_1x1, out_3x3, out_5x5, pool_proj]
+    middle = [None, reduce_3x3, reduce_5x5, in_channels]
+    concat = node(ax_, 5.2, 1.4, "c")
+    for x, first, last, c_mid, c_out in zip(xs, firsts, lasts, middle, widths):
+        if first is None:                 # the lone 1x1 path: around the other boxes
+            elbow(ax_, [top.left, (x, top.y), last.top])
+        else:
+            arrow(ax_, top.bottom, first.top)
+        if first is not None:
+            arrow(ax_, first.bottom, last.top, f"({c_mid},{h},{h})", fontsize=7)
+        arrow(ax_, last.bottom, (concat.x + 0.2 * (x - concat.x) / abs(x - concat.x), concat.y + 0.12),
+              f"({c_out},{h},{h})", side="left" if x < concat.x else "right", fontsize=7)
+    result = box(ax_, 5.2, 0.35, f"output ({out}, {h}, {h})", w=3.2, kind="tensor")
+    arrow(ax_, concat.bottom, result.top)
+    return _finish(fig, ax)
 
 
 # --------------------------------------------------------------------------- SE
