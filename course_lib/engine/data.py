@@ -439,18 +439,57 @@ def hotdog_tensors(split: str, size: int = 64, root=None):
 _HOTDOG: dict = {}
 
 
+def fold_of(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
+    """The fold (0..folds-1) of every image: each class shuffled by ``seed``, then dealt round-robin."""
+    order = balanced_order(labels, seed)              # cycles through the classes
+    fold = torch.empty(len(labels), dtype=torch.int64)
+    fold[order] = torch.arange(len(labels)) % folds   # consecutive images of a class land in consecutive folds
+    return fold
+
+
+def cross_validation(pool: TensorImages, folds: int, fold: int, seed: int = 0) -> tuple[TensorImages, TensorImages]:
+    """(train, test) of ``fold``: the test part is one of ``folds`` class-stratified parts of ``pool``."""
+    which = fold_of(pool.labels, folds, seed)
+    return pool.subset(torch.nonzero(which != fold).flatten()), pool.subset(torch.nonzero(which == fold).flatten())
+
+
+def _check_folds(folds, fold, val_size) -> None:
+    if folds is None and fold is None:
+        return
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2 (or None: the data set's own train/test split), got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"fold must be an integer in 0..{folds - 1} (the part held out for testing), got {fold!r}")
+    if val_size:
+        raise ValueError(f"cross-validation (folds={folds}) holds out a fold instead of a validation set: "
+                         f"pass val_size=0, got {val_size}")
+
+
 def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: int | None = None,
               split_seed: int = 0, test_images: int | None = None, image_size: int | None = None,
-              root=None) -> dict:
+              root=None, folds: int | None = None, fold: int | None = None) -> dict:
     """{'train', 'val', 'test'} TensorImages of a data set ('val' is None when val_size == 0).
 
     ``images`` keeps that many (class-balanced) training images, ``test_images`` likewise.
+    ``folds``, ``fold``: k-fold cross-validation over the data set's training and test images
+    pooled; fold ``fold`` is the test set, the others train (see :func:`cross_validation`).
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: use one of {list(DATASETS)}")
     if images is not None and images < 2:
         raise ValueError(f"images must be None (all) or >= 2, got {images}")
     val_size = DATASETS[dataset]["val_size"] if val_size is None else val_size
+    _check_folds(folds, fold, val_size)
+    if folds is not None:
+        parts = load_data(dataset, val_size=0, image_size=image_size, root=root)
+        a, b = parts["train"], parts["test"]
+        pool = TensorImages(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.classes)
+        train, test = cross_validation(pool, folds, fold, split_seed)
+        if images is not None:
+            train = train.subset(balanced_order(train.labels, seed=split_seed)[:images])
+        if test_images is not None:
+            test = test.subset(balanced_order(test.labels, seed=split_seed)[:test_images])
+        return {"train": train, "val": None, "test": test}
     if dataset == "cifar10":
         train = load_cifar10("train" if val_size else "train+val", root=root, val_size=val_size,
                              split_seed=split_seed, limit=images)
@@ -506,6 +545,8 @@ class DataConfig:
     test_images: int | None = None
     image_size: int | None = None
     data_root: str | os.PathLike | None = None
+    folds: int | None = None     # k-fold cross-validation over train + test pooled (None: the given split)
+    fold: int | None = None      # the fold held out for testing, 0..folds-1
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -527,10 +568,12 @@ class DataConfig:
     def config(self) -> dict:
         """The entries of a run's configuration (its key) that say which data it saw."""
         return {"dataset": self.dataset, "images": self.images, "val_size": self.val_size,
-                "split_seed": self.split_seed, "test_images": self.test_images, "image_size": self.image_size}
+                "split_seed": self.split_seed, "test_images": self.test_images, "image_size": self.image_size,
+                "folds": self.folds, "fold": self.fold}
 
     def load(self) -> dict:
         """``load_data`` of this choice: {'train', 'val', 'test'}."""
         return load_data(self.dataset, images=self.images, val_size=self.val_size, split_seed=self.split_seed,
                          test_images=self.test_images,
-                         image_size=self.image_size if self.dataset == "hotdog" else None, root=self.data_root)
+                         image_size=self.image_size if self.dataset == "hotdog" else None, root=self.data_root,
+                         folds=self.folds, fold=self.fold)

@@ -40,14 +40,17 @@ class Recipe:
     label_smoothing: float = 0.0
     drop_rate: float | None = 0.2   # dropout before the classifier; None: the model's default
     crop_padding: int = 0           # random crop after zero padding by this many pixels; 0 = off
+    resized_crop: bool = False      # random box (8-100 % of the area, aspect 3/4-4/3) resized to the input: D2L's
     flip: bool = False              # random horizontal flip
+    test_crop: float = 1.0          # evaluation sees the central fraction of each side, resized (D2L: 224/256)
+    freeze_body: bool = False       # train the classifier only, the body fixed in eval mode (a linear probe)
     head_lr_mult: float = 1.0       # learning rate multiplier of the classifier (fine-tuning)
     loss_reduction: str = "mean"    # 'sum' reproduces D2L's l.sum().backward()
     grad_clip: float | None = None  # max gradient norm, None = no clipping
 
     def __post_init__(self):
         numbers = ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "drop_rate",
-                   "head_lr_mult", "grad_clip")
+                   "head_lr_mult", "grad_clip", "test_crop")
         wrong = [f"{k} must be a finite number, got {getattr(self, k)!r}" for k in numbers
                  if getattr(self, k) is not None and not _finite(getattr(self, k))]
         wrong += [f"{k} must be True or False, got {getattr(self, k)!r}" for k in ("nesterov", "flip")
@@ -66,6 +69,8 @@ class Recipe:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.drop_rate is None or 0 <= self.drop_rate < 1, "drop_rate must be None or in [0, 1)"),
             (isinstance(self.crop_padding, int) and self.crop_padding >= 0, "crop_padding must be an integer >= 0"),
+            (not (self.crop_padding and self.resized_crop), "crop_padding and resized_crop exclude each other"),
+            (0 < self.test_crop <= 1, "test_crop must be in (0, 1]"),
             (self.head_lr_mult > 0, "head_lr_mult must be > 0"),
             (self.loss_reduction in LOSS_REDUCTIONS, f"loss_reduction must be one of {LOSS_REDUCTIONS}"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be None or > 0"),
@@ -115,6 +120,12 @@ RECIPES: dict[str, Recipe] = {
     "finetune": Recipe(name="finetune", epochs=5, batch_size=128, lr=5e-5, momentum=0.9,
                        weight_decay=1e-3, schedule="constant", drop_rate=None, crop_padding=4,
                        flip=True, head_lr_mult=10.0, loss_reduction="sum"),
+    # D2L's own fine-tuning (section 14.2) at the images' native size: plain SGD (no momentum), lr 5e-5
+    # on the body and 10x on the new classifier, weight decay 1e-3, summed loss, batch 128, 5 epochs;
+    # training images randomly cropped and resized, flipped; test images centre-cropped (224 of 256).
+    "d2l-finetune": Recipe(name="d2l-finetune", epochs=5, batch_size=128, lr=5e-5, momentum=0.0,
+                           weight_decay=1e-3, schedule="constant", drop_rate=None, resized_crop=True, flip=True,
+                           test_crop=224 / 256, head_lr_mult=10.0, loss_reduction="sum"),
 }
 
 

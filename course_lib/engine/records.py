@@ -98,8 +98,8 @@ def jsonable(value):
 # Fields added to the configuration after the first records were written, with the value
 # every one of those runs had (float32, no channels-last, no compile, warm-up in epochs).
 # A field at that value is left out of the hash, so older records keep their keys.
-LEGACY_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
-LEGACY_RECIPE_DEFAULTS = {"warmup_steps": 0}
+LEGACY_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False, "folds": None, "fold": None}
+LEGACY_RECIPE_DEFAULTS = {"warmup_steps": 0, "resized_crop": False, "test_crop": 1.0, "freeze_body": False}
 
 
 def _keyed(config: dict) -> dict:

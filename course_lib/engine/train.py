@@ -21,6 +21,8 @@ Rank 0 writes the checkpoint (with every rank's random state) and calls ``callba
 """
 from __future__ import annotations
 
+import math
+
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -77,6 +79,41 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None,
     return torch.where(flip, x.flip(3), x)
 
 
+def _boxes_as_grid(boxes: torch.Tensor, shape) -> torch.Tensor:
+    """Sampling grid of boxes (B, 4) = (width, height, centre x, centre y), as fractions of the image."""
+    w, h, cx, cy = boxes.unbind(1)                                                         # (B,) each
+    zero = torch.zeros_like(w)
+    theta = torch.stack([torch.stack([w, zero, 2 * cx - 1], 1),
+                         torch.stack([zero, h, 2 * cy - 1], 1)], 1)                       # (B, 2, 3)
+    return F.affine_grid(theta, list(shape), align_corners=False)                         # (B, H, W, 2)
+
+
+def crop_resize(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Cut one box per image of (B, C, H, W) and resize it to H x W (bilinear); float output, same value range."""
+    grid = _boxes_as_grid(boxes.to(x.device, torch.float32), x.shape)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def resized_crop_boxes(n: int, generator: torch.Generator | None = None, scale=(0.08, 1.0),
+                       ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """(n, 4) random boxes: area a fraction ``scale`` of the image, aspect (w/h) in ``ratio``, inside it.
+
+    torchvision's RandomResizedCrop retries a box that does not fit; here its sides are clipped to the image.
+    """
+    area = torch.empty(n).uniform_(*scale, generator=generator)
+    aspect = torch.exp(torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator))
+    w, h = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)
+    u = torch.rand(n, 2, generator=generator)
+    cx, cy = w / 2 + u[:, 0] * (1 - w), h / 2 + u[:, 1] * (1 - h)
+    return torch.stack([w, h, cx, cy], 1)
+
+
+def center_crop_resize(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The central ``fraction`` of each side, resized back to the full size (D2L's Resize(256) + CenterCrop(224))."""
+    box = torch.tensor([[fraction, fraction, 0.5, 0.5]]).expand(len(x), 4)
+    return crop_resize(x, box)
+
+
 def augmentation_draws(n: int, recipe: Recipe, generator: torch.Generator) -> dict:
     """The random numbers that augment a batch of ``n`` images, in the order ``augment`` draws them.
 
@@ -85,6 +122,8 @@ def augmentation_draws(n: int, recipe: Recipe, generator: torch.Generator) -> di
     out = {}
     if recipe.crop_padding:
         out["offsets"] = torch.randint(0, 2 * recipe.crop_padding + 1, (n, 2), generator=generator)  # (n, 2)
+    if recipe.resized_crop:
+        out["boxes"] = resized_crop_boxes(n, generator)                                              # (n, 4)
     if recipe.flip:
         out["flips"] = torch.rand(n, generator=generator) < 0.5                                      # (n,)
     return out
@@ -96,6 +135,8 @@ def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator | None =
     draws = augmentation_draws(len(x), recipe, generator) if draws is None else draws
     if recipe.crop_padding:
         x = random_crop(x, recipe.crop_padding, offsets=draws["offsets"])
+    if recipe.resized_crop:
+        x = crop_resize(x, draws["boxes"])
     return random_flip(x, flips=draws["flips"]) if recipe.flip else x
 
 
@@ -124,8 +165,27 @@ def _classifier(model: nn.Module) -> nn.Module:
     return head
 
 
+def freeze_body(model: nn.Module) -> None:
+    """Fix every parameter but the classifier's (a linear probe); see :func:`train_mode` for batch norm."""
+    head = {id(p) for p in _classifier(model).parameters()}
+    for p in model.parameters():
+        if id(p) not in head:
+            p.requires_grad_(False)
+
+
+def train_mode(model: nn.Module, recipe: Recipe) -> None:
+    """``model.train()``; with ``freeze_body`` the body stays in eval mode (batch norm keeps its statistics)."""
+    if not recipe.freeze_body:
+        model.train()
+        return
+    model.eval()
+    _classifier(model).train()
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     """SGD with momentum; the classifier gets lr * head_lr_mult when that is not 1."""
+    if recipe.freeze_body:
+        freeze_body(model)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     if recipe.head_lr_mult != 1:
         head = {id(p) for p in _classifier(model).parameters()}
@@ -138,9 +198,10 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, settings: RunSettings | None = None,
              mean=CIFAR10_MEAN, std=CIFAR10_STD, batch_size: int = 500, image_size: int | None = None,
-             predictions: bool = False, context: distributed.Context | None = None) -> dict:
+             predictions: bool = False, context: distributed.Context | None = None, crop: float = 1.0) -> dict:
     """Mean cross-entropy and accuracy of ``model`` on uint8 images (N, 3, H, W).
 
+    ``crop`` < 1: the model sees the central ``crop`` of each side, resized (a recipe's ``test_crop``).
     ``predictions=True`` adds the predicted class of every image (int64 tensor, N).
     With a distributed ``context`` (every rank calls it), each rank evaluates its share
     of the images with rank 0's batch-norm statistics, and the sums are added up.
@@ -156,7 +217,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, se
     loss, correct = torch.zeros((), device=settings.device), torch.zeros((), device=settings.device)
     preds = []
     for idx in batch_indices(len(labels), batch_size):
-        x, y = _prepare(images[idx.to(images.device)], settings, mean, std, image_size), labels[idx.to(labels.device)]
+        x = images[idx.to(images.device)]
+        x = center_crop_resize(x, crop) if crop < 1 else x
+        x, y = _prepare(x, settings, mean, std, image_size), labels[idx.to(labels.device)]
         with settings.autocast():
             logits = model(x).float()                                   # (B, classes)
         loss += F.cross_entropy(logits, y, reduction="sum")
@@ -319,7 +382,8 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
         torch.manual_seed(distributed.rank_seed(seed, ctx.rank))   # each rank its own dropout draws
     st.forward = settings.compiled(_parallel(model, settings, ctx))
     loss_fn = nn.CrossEntropyLoss(reduction=recipe.loss_reduction, label_smoothing=recipe.label_smoothing)
-    ev = dict(settings=settings, mean=mean, std=std, batch_size=eval_batch_size, image_size=image_size, context=ctx)
+    ev = dict(settings=settings, mean=mean, std=std, batch_size=eval_batch_size, image_size=image_size, context=ctx,
+              crop=recipe.test_crop)
     progress = _progress_default(progress) and ctx.is_main
     from tqdm.auto import tqdm
     with deterministic(use_deterministic):
@@ -381,6 +445,7 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
     from tqdm.auto import tqdm
     gen = epoch_generator(seed, epoch)
     batches = batch_indices(len(ytr), recipe.batch_size, gen)   # the same on every rank
+    train_mode(st.model, recipe)
     total_loss = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device)
     seen = 0

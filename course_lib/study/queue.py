@@ -359,7 +359,7 @@ def rerun(path, *, workdir=None, progress: bool = False) -> dict:
         raise ValueError(f"{path}: this run trained a model object ({cfg['model']}) that is not one of the "
                          "book's runs, so it cannot be rebuilt from the record alone")
     data = DataConfig(cfg["dataset"], cfg["images"], cfg["val_size"], cfg["split_seed"], cfg["test_images"],
-                      cfg["image_size"])
+                      cfg["image_size"], folds=cfg.get("folds"), fold=cfg.get("fold"))
     numerics = Numerics(precision=cfg.get("precision", "fp32"), channels_last=cfg.get("channels_last", False),
                         compile=cfg.get("compile", False))
     new = run(model, dict(cfg["recipe"]), data=data, numerics=numerics, seed=cfg["seed"], name=name,

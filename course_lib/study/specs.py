@@ -66,6 +66,10 @@ class Spec:
     precision: str = "fp32"      # 'fp32' | 'bf16' | 'fp16' | 'auto' (resolved on the machine that asks)
     channels_last: bool = False
     overrides: tuple = ()        # model options, as sorted (name, value) pairs (create_model's overrides)
+    folds: int | None = None     # k-fold cross-validation over the data set's images pooled (None: its split)
+    fold: int | None = None      # the fold this run tests on
+    source: "Spec | None" = None  # init 'cifar10': the run whose trained weights start this one (None: the
+                                  # chapter's pretraining run of the same model)
 
     @property
     def recipe_fields(self) -> dict:
@@ -81,12 +85,14 @@ class Spec:
 
     def data(self) -> DataConfig:
         """The data part of the run, resolved (the data set's default validation size filled in)."""
-        return DataConfig(self.dataset, self.images, self.val_size, 0, self.test_images, self.image_size).resolved()
+        return DataConfig(self.dataset, self.images, self.val_size, 0, self.test_images, self.image_size,
+                          folds=self.folds, fold=self.fold).resolved()
 
     def describe(self) -> str:
         imgs = "all" if self.images is None else f"{self.images:,}"
         return (f"ch{self.chapter} {self.group:9s} {self.label:34s} seed {self.seed}  {self.dataset} "
-                f"{imgs} images, {self.epochs} epochs, recipe {self.recipe}, init {self.init}"
+                f"{imgs} images{'' if self.folds is None else f' (fold {self.fold} of {self.folds})'}, "
+                f"{self.epochs} epochs, recipe {self.recipe}, init {self.init}"
                 + ("" if self.precision == "fp32" else f", {self.precision}"))
 
     def numerics(self) -> dict:
@@ -197,7 +203,8 @@ STUDY_LR = 0.05
 # shows the two loss curves; the 1-epoch probe and the precision check below ran before this was found
 # and keep zero-init, so their records stay valid as they are.
 STUDY_INIT = (("zero_init_last", False),)
-PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "study")
+PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "study", "transfer-pretrain", "transfer",
+                   "transfer-table1")
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
 PROBE_MODEL = "ResNeSt-14-2s1x64d"
 STUDY_SCALES = {
@@ -218,6 +225,54 @@ STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
                   "full": dict(precision="auto", channels_last=True)}
 
 
+# Transfer (chapter 08): each network pretrained on CIFAR-10 with the study recipe (full profile: ImageNet
+# weights instead), then fine-tuned on Hotdog with D2L's recipe, at the photos' native 64 px (full: 224 px),
+# in 5-fold cross-validation over all photos (train and test pooled) x 2 seeds, against the same network
+# from scratch and a linear probe of the pretrained body. The Table I networks of TRANSFER_FROM_TABLE1 are
+# fine-tuned too, each of their seeds on every fold: a seed-replicated comparison from identical pretraining.
+TRANSFER_FROM_TABLE1 = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d")
+TRANSFER_KINDS = ("fine-tuned", "from scratch", "linear probe")
+STUDY_TRANSFER = {
+    "smoke": dict(pretrain=dict(**SMOKE, epochs=1), folds=5, test_folds=(0,), seeds=(0,), table1_seeds=(0,),
+                  hotdog=dict(images=64, test_images=64)),
+    "cpu": dict(pretrain=dict(images=None, epochs=8), folds=5, test_folds=(0, 1, 2, 3, 4), seeds=(0, 1),
+                table1_seeds=(0, 1, 2), hotdog=dict()),
+    "full": dict(pretrain=None, folds=5, test_folds=(0, 1, 2, 3, 4), seeds=(0, 1), table1_seeds=(0, 1, 2),
+                 hotdog=dict(image_size=224)),
+}
+
+
+def _transfer(profile: str, num: dict) -> list[Spec]:
+    """Chapter 08's study runs (see STUDY_TRANSFER)."""
+    t = STUDY_TRANSFER[profile]
+    hot = dict(dataset="hotdog", folds=t["folds"], **t["hotdog"], **num)
+    kinds = {"fine-tuned": {}, "from scratch": dict(lr=SCRATCH_LR, head_lr_mult=1.0),
+             "linear probe": dict(freeze_body=True, lr=SCRATCH_LR, head_lr_mult=1.0)}
+    out = []
+    for name in TRANSFER_MODELS:
+        pre = None
+        if t["pretrain"]:
+            p = t["pretrain"]
+            pre = Spec("08", "transfer-pretrain", f"{name} (CIFAR-10 pretraining)", name, "study", 0, 40,
+                       **_cifar(p), **num, fields=_fields(epochs=p["epochs"], lr=STUDY_LR), overrides=STUDY_INIT)
+            out.append(pre)
+        for seed in t["seeds"]:
+            for fold in t["test_folds"]:
+                for kind, fields in kinds.items():
+                    scratch = kind == "from scratch"
+                    init = "scratch" if scratch else ("cifar10" if pre else "imagenet")
+                    out.append(Spec("08", "transfer", f"{name} ({kind})", name, "d2l-finetune", seed, 41 + seed,
+                                    **hot, fold=fold, init=init, fields=_fields(**fields),
+                                    overrides=STUDY_INIT if scratch else (), source=None if scratch else pre))
+    table1 = {(x.label, x.seed): x for x in protocol("06", profile) if x.group == "study"}
+    for name in TRANSFER_FROM_TABLE1:
+        for seed in t["table1_seeds"]:
+            for fold in t["test_folds"]:
+                out.append(Spec("08", "transfer-table1", f"{name} (Table I weights)", name, "d2l-finetune", seed,
+                                45 + seed, **hot, fold=fold, init="cifar10", source=table1[(name, seed)]))
+    return out
+
+
 def _steps_per_epoch(images: int | None, batch_size: int = 256) -> int:
     n = 45_000 if images is None else images
     return max(1, -(-n // batch_size))
@@ -235,6 +290,8 @@ def protocol(chapter: str, profile: str) -> list[Spec]:
                      lr=STUDY_LR)
         out += _grid("07", "study", TABLE2_SECOND_SEED, "study", t, t["extra_seeds"], 60, num, STUDY_INIT,
                      epochs=t["epochs"], lr=STUDY_LR)
+    if chapter == "08" and STUDY_LR is not None:
+        out += _transfer(profile, num)
     if chapter != "06":
         return out
     # the probe: PROBE_MODEL at each peak rate, at Table I's scale (the run at STUDY_LR is Table I's too)
@@ -388,7 +445,7 @@ def model_factory(spec: Spec, weights: Callable[[Spec], nn.Module] | None = None
     if spec.init == "imagenet":
         return (lambda: create_model(spec.model, num_classes=_num_classes(spec), pretrained=weights is not None)), \
             f"{spec.model} (ImageNet weights)"
-    pre = _pretrain_spec(spec)
+    pre = spec.source or _pretrain_spec(spec)
 
     def build():
         if weights is not None:
@@ -404,14 +461,18 @@ def run_config(spec: Spec) -> dict:
     """The configuration ``course_lib.engine.runner.run`` keys this run's record with."""
     model, name = model_factory(spec)
     arch = None
-    if not isinstance(model, str):
-        seed_everything(spec.seed)
-        arch = architecture(model())
+    if not isinstance(model, str):  # the structure depends on the name (which names the weights) and the classes
+        arch_key = (name, _num_classes(spec))
+        if arch_key not in _ARCH:
+            seed_everything(spec.seed)
+            _ARCH[arch_key] = architecture(model())
+        arch = _ARCH[arch_key]
     return engine_config(name or model, _recipe(spec), spec.data(), seed=spec.seed, num_classes=_num_classes(spec),
                          overrides=spec.model_overrides, arch=arch, **spec.numerics())
 
 
 _KEYS: dict = {}
+_ARCH: dict = {}
 
 
 def run_key(spec: Spec) -> str:
