@@ -59,6 +59,32 @@ def compare(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
     return times
 
 
+def compare_clocks(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, dict]:
+    """Like :func:`compare`, but every call is timed on both clocks at once:
+    ``{name: {"wall": [s, ...], "cpu": [s, ...]}}``."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times = {name: {"wall": [], "cpu": []} for name in names}
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            fns[name]()
+            c1, w1 = time.process_time(), time.perf_counter()
+            times[name]["wall"].append(w1 - w0)
+            times[name]["cpu"].append(c1 - c0)
+    return times
+
+
+def spread(times: list[float]) -> dict:
+    """Median and quartiles (q1, q3) of a list of times, in the same unit."""
+    if not times:
+        raise ValueError("spread needs at least one time")
+    q = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
+    return {"median": statistics.median(times), "q1": q[0], "q3": q[2]}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

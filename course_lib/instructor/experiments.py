@@ -179,6 +179,11 @@ def main(argv=None) -> int:
                            help="start N queue worker processes that share the runs (on the CPU, or one GPU)")
             p.add_argument("--gpus", default=None,
                            help="start one queue worker per listed GPU, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES each)")
+        if name == "latency":
+            p.add_argument("--grid", action="store_true",
+                           help="the CPU grid of chapter 7: batch 1 and 64, 1 and 2 threads, wall and CPU clocks, "
+                                "30 repeats (pause the queue first)")
+            p.add_argument("--busy-ok", action="store_true", help="with --grid: measure even on a busy machine")
         if name == "train":
             p.add_argument("--sync-bn", action="store_true",
                            help="under torchrun: batch norm statistics over the global batch (SyncBatchNorm, GPUs)")
@@ -207,6 +212,10 @@ def main(argv=None) -> int:
             outcomes = run_notebooks(args.profile, args.chapter, dict(args.param), args.results, args.timeout)
             return 0 if all(o["status"] == "ok" for o in outcomes) else 1
         check_profile(args.profile)
+        if args.command == "latency" and args.grid:
+            from ..study.latency import measure_and_store
+            print(f"wrote {measure_and_store(args.profile, results_dir(args.profile, args.results), allow_busy=args.busy_ok)}")
+            return 0
         if args.command == "latency":
             for ch in ([check_chapter(args.chapter)] if args.chapter else list(CHAPTERS)):
                 measure_latencies(ch, args.profile, args.results)
