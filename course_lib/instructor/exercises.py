@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import io
 import re
 import sys
 import tempfile
@@ -40,12 +41,14 @@ EXERCISE_DIR = Path(__file__).resolve().parents[2] / "exercises"
 # --------------------------------------------------------------------------- master notebooks
 def resolve(exercise) -> Path:
     """An exercise by path or by name (``se_from_scratch`` finds ``exercises/*se_from_scratch.ipynb``)."""
+    names = ", ".join(p.stem for p in sorted(EXERCISE_DIR.glob("*.ipynb"))) or "none"
+    if not str(exercise).strip():
+        raise ValueError(f"Name an exercise (a part of its name is enough, e.g. se_from_scratch). Exercises: {names}")
     path = Path(exercise)
     if path.suffix == ".ipynb" and path.exists():
         return path
-    found = sorted(EXERCISE_DIR.glob(f"*{path.stem}*.ipynb"))
+    found = [p for p in sorted(EXERCISE_DIR.glob("*.ipynb")) if path.stem in p.stem]  # text, not a glob pattern
     if len(found) != 1:
-        names = ", ".join(p.stem for p in sorted(EXERCISE_DIR.glob("*.ipynb"))) or "none"
         raise ValueError(f"No single exercise matches {str(exercise)!r}. Exercises: {names}")
     return found[0]
 
@@ -102,14 +105,9 @@ def read_sheet(path) -> list[dict]:
     if not path.exists():
         raise ValueError(f"The parameter sheet {path} does not exist.")
     if path.suffix.lower() in (".yml", ".yaml"):
-        import yaml
-        data = yaml.safe_load(path.read_text()) or []
-        rows = data.get("students", data) if isinstance(data, dict) else data
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ValueError(f"{path}: a YAML sheet is a list of mappings, one per student.")
+        rows = _read_yaml(path)
     elif path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = _read_csv(path)
     else:
         raise ValueError(f"{path}: a parameter sheet is a .csv or .yaml file.")
     if not rows:
@@ -117,8 +115,72 @@ def read_sheet(path) -> list[dict]:
     return rows
 
 
+def _sheet_text(path: Path) -> str:
+    """The sheet as text: UTF-8, with or without the byte-order mark Excel writes; anything else is refused."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); an older Excel "
+                         "saves CSV as Latin-1/Windows-1252. Save the sheet as 'CSV UTF-8' (Excel) or with "
+                         "UTF-8 encoding, so that names with accents stay as written.") from None
+
+
+def _read_yaml(path: Path) -> list:
+    import yaml
+
+    class SheetLoader(yaml.SafeLoader):
+        """YAML with every student id kept as written: 0123 stays '0123' (not the octal 83), 1e3 stays '1e3'."""
+        def construct_mapping(self, node, deep=False):
+            out = super().construct_mapping(node, deep)
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == STUDENT_KEY and isinstance(value, yaml.ScalarNode):
+                    out[STUDENT_KEY] = value.value
+            return out
+
+    try:
+        data = yaml.load(_sheet_text(path), Loader=SheetLoader) or []
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        start = getattr(err, "context_mark", None)
+        if start is not None and getattr(err, "context", None) and (mark is None or start.line != mark.line):
+            what += f", {err.context} that starts at line {start.line + 1}"
+        raise ValueError(f"{path}{where}: not valid YAML ({what}). A YAML sheet is a list of mappings, e.g. "
+                         "'- {student: ada, g: 2}' on each line.") from None
+    rows = data.get("students", data) if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: a YAML sheet is a list of mappings, one per student.")
+    return rows
+
+
+def _read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV sheet separated by commas, semicolons (Excel in many locales) or tabs."""
+    text = _sheet_text(path)
+    try:
+        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    header = [h.strip() for h in next(reader, [])]
+    if STUDENT_KEY not in header:
+        raise ValueError(f"{path}, line 1: no '{STUDENT_KEY}' column (the columns are {header}). The first line "
+                         f"names the columns: '{STUDENT_KEY}' and the parameters, separated by commas.")
+    rows = []
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue   # a blank line
+        if len(fields) != len(header):
+            raise ValueError(f"{path}, line {reader.line_num}: {len(fields)} values, but the header names "
+                             f"{len(header)} columns ({', '.join(header)}). Give every row one value per column.")
+        rows.append(dict(zip(header, fields)))
+    return rows
+
+
 def _student_params(exercise: Path, rows: list[dict]) -> list[tuple[str, dict]]:
-    out, seen = [], set()
+    out, seen, files = [], set(), {}
     for i, row in enumerate(rows, start=1):
         row = dict(row)
         student = str(row.pop(STUDENT_KEY, "") or "").strip()
@@ -128,6 +190,7 @@ def _student_params(exercise: Path, rows: list[dict]) -> list[tuple[str, dict]]:
         if student in seen:
             raise ValueError(f"the student {student!r} appears twice in the sheet.")
         seen.add(student)
+        _check_file_name(exercise, student, i, files)
         try:
             params = nbparams.validate(exercise, row)
         except ValueError as err:
@@ -138,6 +201,26 @@ def _student_params(exercise: Path, rows: list[dict]) -> list[tuple[str, dict]]:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+MAX_FILE_NAME = 255   # bytes in one file name on Linux, macOS and Windows file systems
+
+
+def _check_file_name(exercise: Path, student: str, row: int, files: dict) -> None:
+    """Refuse an id whose handed-out file name is too long, or equal to another's (ignoring case,
+    as macOS and Windows do): each student's notebook must be a file of its own."""
+    name = handout_name(exercise, student)
+    if len(name.encode()) > MAX_FILE_NAME:
+        room = MAX_FILE_NAME - len(handout_name(exercise, "").encode())
+        raise ValueError(f"row {row} ({student[:40]}...): the id is {len(student)} characters long; its notebook's "
+                         f"file name would exceed {MAX_FILE_NAME} bytes. Use an id of at most {room} letters, digits, "
+                         "'_', '.' or '-'.")
+    other = files.setdefault(name.casefold(), (row, student))
+    if other != (row, student):
+        raise ValueError(f"rows {other[0]} ({other[1]!r}) and {row} ({student!r}) would get the same notebook "
+                         f"file {name}: ids are turned into file names with letters, digits, '_', '.' and '-' "
+                         "only (other characters become '_', and case is ignored). Make the ids differ in those "
+                         "characters, e.g. add a number.")
 
 
 def handout_name(exercise: Path, student: str) -> str:
