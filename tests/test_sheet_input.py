@@ -61,8 +61,8 @@ def test_ragged_rows_are_refused_with_their_line(tmp_path, row):
 
 
 def test_a_sheet_without_a_student_column(tmp_path):
-    with pytest.raises(ValueError, match=r"line 1: no 'student' column \(the columns are \['name', 'g'\]\)"):
-        _students(tmp_path, "s.csv", "name,g\nada,2\n")
+    with pytest.raises(ValueError, match=r"row 1 of the sheet has no 'student' value"):
+        _students(tmp_path, "s.csv", "\ufeffname;g\nada;2\n")
 
 
 @pytest.mark.parametrize("name", ["", " ", "[", "**"])

@@ -165,9 +165,6 @@ def _read_csv(path: Path) -> list[dict]:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header = [h.strip() for h in next(reader, [])]
-    if STUDENT_KEY not in header:
-        raise ValueError(f"{path}, line 1: no '{STUDENT_KEY}' column (the columns are {header}). The first line "
-                         f"names the columns: '{STUDENT_KEY}' and the parameters, separated by commas.")
     rows = []
     for fields in reader:
         if not any(f.strip() for f in fields):
