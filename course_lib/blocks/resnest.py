@@ -113,6 +113,9 @@ class ResNeSt(nn.Module):
         kernel_sizes: one kernel size per radix split (the SK-style extension);
             R becomes len(kernel_sizes), whatever ``radix`` says.
         zero_init_last: zero the last BN of each block at initialisation.
+        base_planes: planes p of stage 1, doubled every stage (64: ResNeSt's
+            64, 128, 256, 512). 16 gives a quarter-wide network, small enough to
+            train on a CPU and ship its weights (chapter 4).
     """
 
     def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), radix: int = 2, cardinality: int = 1,
@@ -120,9 +123,10 @@ class ResNeSt(nn.Module):
                  avg_down: bool = True, avd: bool = True, avd_first: bool = False,
                  drop_rate: float = 0.0, num_classes: int = 1000, in_chans: int = 3,
                  reduction: int = 4, kernel_sizes: Sequence[int] | None = None,
-                 zero_init_last: bool = True):
+                 zero_init_last: bool = True, base_planes: int = 64):
         super().__init__()
         _check_options(layers, width, stem_width, drop_rate, num_classes, kernel_sizes)
+        check_int("base_planes", base_planes)
         check_int("radix R", radix, 0)
         check_int("cardinality K", cardinality)
         check_int("in_chans", in_chans)
@@ -149,7 +153,8 @@ class ResNeSt(nn.Module):
 
         block_args = dict(radix=radix, cardinality=cardinality, width=width, avd=avd,
                           avd_first=avd_first, reduction=reduction, kernel_sizes=kernel_sizes)
-        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+        stage_planes = [base_planes * 2 ** i for i in range(4)]         # p = base_planes * 2^(l-1)
+        for i, (planes, blocks) in enumerate(zip(stage_planes, layers)):
             stride = 1 if i == 0 else 2
             stage = []
             for b in range(blocks):
