@@ -474,10 +474,8 @@ def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: 
     ``folds``, ``fold``: k-fold cross-validation over the data set's training and test images
     pooled; fold ``fold`` is the test set, the others train (see :func:`cross_validation`).
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: use one of {list(DATASETS)}")
-    if images is not None and images < 2:
-        raise ValueError(f"images must be None (all) or >= 2, got {images}")
+    check_data_args(dataset, images=images, val_size=val_size, split_seed=split_seed, test_images=test_images,
+                    image_size=image_size)
     val_size = DATASETS[dataset]["val_size"] if val_size is None else val_size
     _check_folds(folds, fold, val_size)
     if folds is not None:
@@ -486,13 +484,15 @@ def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: 
         pool = TensorImages(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]), a.classes)
         train, test = cross_validation(pool, folds, fold, split_seed)
         if images is not None:
-            train = train.subset(balanced_order(train.labels, seed=split_seed)[:images])
+            train = train.subset(balanced_order(train.labels, seed=split_seed)[:_at_most("images", images, train)])
         if test_images is not None:
-            test = test.subset(balanced_order(test.labels, seed=split_seed)[:test_images])
+            test = test.subset(balanced_order(test.labels, seed=split_seed)[:_at_most("test_images", test_images, test)])
         return {"train": train, "val": None, "test": test}
     if dataset == "cifar10":
         train = load_cifar10("train" if val_size else "train+val", root=root, val_size=val_size,
-                             split_seed=split_seed, limit=images)
+                             split_seed=split_seed)
+        if images is not None:
+            train = train.subset(balanced_order(train.labels, seed=split_seed)[:_at_most("images", images, train)])
         val = load_cifar10("val", root=root, val_size=val_size, split_seed=split_seed) if val_size else None
         test = load_cifar10("test", root=root)
     else:
@@ -503,11 +503,38 @@ def load_data(dataset: str = "cifar10", *, images: int | None = None, val_size: 
             tr, va = split_indices(len(full), val_size, split_seed)
             train, val = full.subset(tr), full.subset(va)
         if images is not None:
-            train = train.subset(balanced_order(train.labels, seed=split_seed)[:images])
+            train = train.subset(balanced_order(train.labels, seed=split_seed)[:_at_most("images", images, train)])
         test = hotdog_tensors("test", image_size or DATASETS[dataset]["size"], root)
     if test_images is not None:
-        test = test.subset(balanced_order(test.labels, seed=split_seed)[:test_images])
+        test = test.subset(balanced_order(test.labels, seed=split_seed)[:_at_most("test_images", test_images, test)])
     return {"train": train, "val": val, "test": test}
+
+
+def check_data_args(dataset: str, *, images=None, val_size=None, split_seed=0, test_images=None,
+                    image_size=None) -> None:
+    """Every data choice checked for type and range where it enters (a run's record names these values,
+    so a value that would be read otherwise, such as images=1e9 or image_size=0, is refused)."""
+    from ..blocks.grouped import check_int
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: use one of {list(DATASETS)}")
+    for name, value, least, meaning in (("images", images, 2, "all training images"),
+                                        ("val_size", val_size, 0, "the data set's default"),
+                                        ("test_images", test_images, 1, "all test images"),
+                                        ("image_size", image_size, 1, "the images' own size")):
+        if value is not None:
+            try:
+                check_int(name, value, least)
+            except ValueError as err:
+                raise ValueError(f"{err} (or None: {meaning})") from None
+    check_int("split_seed", split_seed, 0)
+
+
+def _at_most(name: str, wanted: int, part: TensorImages) -> int:
+    """``wanted`` if the split has that many images; else a ValueError (the record would name a number never seen)."""
+    if wanted > len(part):
+        raise ValueError(f"{name}={wanted:,} but this split has {len(part):,} images: pass at most {len(part)}, "
+                         f"or {name}=None for all of them")
+    return wanted
 
 
 def tensor_sha256(*tensors: torch.Tensor) -> str:
@@ -547,6 +574,10 @@ class DataConfig:
     data_root: str | os.PathLike | None = None
     folds: int | None = None     # k-fold cross-validation over train + test pooled (None: the given split)
     fold: int | None = None      # the fold held out for testing, 0..folds-1
+
+    def __post_init__(self):
+        check_data_args(self.dataset, images=self.images, val_size=self.val_size, split_seed=self.split_seed,
+                        test_images=self.test_images, image_size=self.image_size)
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -45,7 +45,16 @@ TIMEOUTS = {"smoke": 900, "cpu": 7 * 24 * 3600, "full": 14 * 24 * 3600}
 def notebook_params(chapter: str, profile: str, extra: dict | None = None, directory=None) -> dict:
     """Validated papermill parameters of a chapter (ValueError lists the allowed ones)."""
     path = REPO / CHAPTERS[check_chapter(chapter)]
-    params = {"PROFILE": profile, "TRAIN": True, **(extra or {})}
+    fixed = {"PROFILE": profile, "TRAIN": True}   # what `run --profile` means: a -p may not say otherwise
+    given = validate(path, {k: v for k, v in (extra or {}).items() if k in fixed})
+    for name, value in given.items():
+        if value != fixed[name]:
+            raise ValueError(f"-p {name} {extra[name]} contradicts `run --profile {profile}`, which executes the "
+                             f"chapters with {name}={fixed[name]!r} and writes into that profile's folders. "
+                             + ("Use --profile to choose the profile." if name == "PROFILE" else
+                                "`run` trains the missing runs; to draw the chapters from the records alone, "
+                                "execute them without it (make chapter NB=06)."))
+    params = {**fixed, **(extra or {})}
     if directory is not None:
         params["RESULTS"] = str(directory)
     elif profile == "smoke" and "RESULTS" not in params:
