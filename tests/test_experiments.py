@@ -78,8 +78,8 @@ def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkey
     assert not legacy & set(keys)                             # and none is a report-recipe run
     prec = [x for x in runs if x.group == "precision"]
     if profile == "cpu":
-        assert sorted((x.precision, x.seed) for x in prec) == [("bf16", 0), ("bf16", 1), ("fp32", 0), ("fp32", 1)]
-        assert [x.group for x in specs.all_specs("cpu", groups=["probe", "precision"])] == ["probe"] * 3 + ["precision"] * 4
+        assert sorted((x.precision, x.seed) for x in prec) == sorted((p, k) for p in ("bf16", "fp32") for k in range(4))
+        assert [x.group for x in specs.all_specs("cpu", groups=["probe", "precision"])] == ["probe"] * 3 + ["precision"] * 8
         assert specs.all_specs("cpu")[0].group == "probe"
     with pytest.raises(ValueError, match="unknown group"):
         specs.all_specs(profile, groups=["tabel"])

@@ -3,6 +3,7 @@
 Each test recomputes, from the records in results/cpu/, a statement that a chapter
 makes in words, and reads the sentence from the chapter's text source in src/chapters/.
 """
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -116,3 +117,24 @@ def test_chapter6_recipe_claims():
     assert f"reaches {a.mean():.2f} ± {a.std():.2f}% against {b.mean():.2f} ± {b.std():.2f}%" in text
     w = ex.welch(a, b)
     assert w["diff"] < 0 and f"difference of {w['diff']:.2f} points" in text and f"(p = {w['p']:.2f})" in text
+
+
+def test_chapter6_study_probe_and_zero_init_claims():
+    from course_lib.study import analysis
+    text = _source("06")
+    probe = analysis.probe_table("cpu")
+    first = probe[(probe.probe == "1 epoch, zero-init") & (probe.status == "finished")]
+    if len(first) < 3:
+        pytest.skip("the 1-epoch probe is not committed")
+    val = dict(zip(first["peak lr"], first["val %"]))
+    assert f"It picked 0.05 (validation accuracy {val[0.05]:.2f} %, against {val[0.1]:.2f} % and {val[0.2]:.2f} %)" \
+        in text and max(val, key=val.get) == 0.05
+    hist = analysis.zero_init_histories("cpu")["last BN of each block at 0 (zero-init)"]
+    loss = [h["train_loss"] for h in hist]
+    assert loss[1] > loss[0] and loss[1] > math.log(10)
+    assert f"in the second epoch, to {loss[1]:.2f}, above $\\ln 10 \\approx 2.30$" in text
+    rec = next(r for s, r in analysis._runs("06", "cpu", "zero-init") if r)
+    assert f"it ended at {100 * rec['test_acc']:.2f} %" in text
+    fp32 = next(r for s, r in analysis._runs("06", "cpu", "precision") if s.precision == "fp32" and s.seed == 0)
+    a, b = fp32["history"][0]["train_loss"], fp32["history"][1]["train_loss"]
+    assert b > a and f"show the same rise ({a:.2f} to {b:.2f} for seed 0)" in text

@@ -111,3 +111,59 @@ def _labels(record: dict):
         raise ValueError(f"the test set here differs from the one run {record['key']} was scored on: "
                          "its predictions cannot be compared image by image")
     return y
+
+
+# ------------------------------------------------------------------------------- before Table I
+def _runs(chapter: str, profile: str, group: str, directory=None):
+    """(spec, record or None) of every run of a protocol group."""
+    directory = results_dir(profile, directory)
+    return [(s, find(s, directory)) for s in protocol(chapter, profile) if s.group == group]
+
+
+def _pct(x):
+    return None if x is None else round(100 * x, 2)
+
+
+def probe_table(profile: str, directory=None):
+    """The two probes of the peak rate: the first (1 epoch, zero-init) and the one at Table I's scale."""
+    import pandas as pd
+    rows = []
+    for group, what in (("probe-1epoch", "1 epoch, zero-init"), ("probe", "Table I's scale, no zero-init")):
+        for s, rec in _runs("06", profile, group, directory):
+            done = rec is not None and rec.get("status") == "finished"
+            rows.append({"probe": what, "epochs": s.epochs, "peak lr": s.recipe_fields["lr"],
+                         "status": "finished" if done else "not finished",
+                         "val %": _pct(rec.get("val_acc")) if done else None,
+                         "test %": _pct(rec.get("test_acc")) if done else None})
+    return pd.DataFrame(rows)
+
+
+def zero_init_histories(profile: str, directory=None) -> dict:
+    """{label: per-epoch history} of ResNet-14-0s1x64d seed 0 with and without zero-init (finished runs)."""
+    out = {}
+    for group, label in (("zero-init", "last BN of each block at 0 (zero-init)"),
+                         ("study", "last BN of each block at 1 (the study)")):
+        for s, rec in _runs("06", profile, group, directory):
+            if s.label == "ResNet-14-0s1x64d" and s.seed == 0 and rec and rec.get("status") == "finished":
+                out[label] = rec["history"]
+    return out
+
+
+def precision_table(profile: str, directory=None, level: float = 0.95):
+    """bf16 against fp32, seed by seed (test %), and the paired difference with its CI."""
+    import pandas as pd
+    acc: dict = {"fp32": {}, "bf16": {}}
+    for s, rec in _runs("06", profile, "precision", directory):
+        if rec and rec.get("status") == "finished":
+            acc[s.precision][s.seed] = 100 * rec["test_acc"]
+    seeds = sorted(set(acc["fp32"]) | set(acc["bf16"]))
+    table = pd.DataFrame({"fp32 %": [acc["fp32"].get(k) for k in seeds],
+                          "bf16 %": [acc["bf16"].get(k) for k in seeds]}, index=pd.Index(seeds, name="seed"))
+    return table, paired_ci(acc["bf16"], acc["fp32"], level)
+
+
+def progress(chapter: str, profile: str, directory=None, group: str = "study") -> str:
+    """'n of N study runs finished' for a chapter's protocol group."""
+    runs = _runs(chapter, profile, group, directory)
+    done = sum(1 for _, rec in runs if rec and rec.get("status") == "finished")
+    return f"{done} of {len(runs)} {group} runs finished"

@@ -211,7 +211,7 @@ STUDY_SCALES = {
     "smoke": dict(**SMOKE, epochs=1, seeds=(0,), extra_seeds=(), probe=dict(**SMOKE),
                   precision_check=dict(**SMOKE, epochs=1, seeds=(0,))),
     "cpu": dict(images=None, epochs=10, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
-                precision_check=dict(images=10_000, epochs=5, seeds=(0, 1))),
+                precision_check=dict(images=10_000, epochs=5, seeds=(0, 1, 2, 3))),
     "full": dict(images=None, epochs=20, seeds=(0, 1, 2), extra_seeds=(3, 4, 5), probe=dict(images=None),
                  precision_check=None),
 }
