@@ -56,3 +56,17 @@ def test_mcnemar_by_seed_reads_the_stored_predictions(real_data_root, monkeypatc
     assert t.loc[0, "only A right"] == 20 and t.loc[0, "only B right"] == 0 and t.loc[0, "p"] < 1e-4
     rows[1]["record"]["test_predictions"]["labels_sha256"] = "0" * 64   # another test set: not compared
     assert analysis.mcnemar_by_seed(rows, "A", "B").empty
+
+
+def test_transfer_tables_pair_cells_by_seed_and_fold():
+    from course_lib.study import analysis
+    cells = {"A (fine-tuned)": {(0, f): (380 + f, 400) for f in range(5)} | {(1, f): (370, 400) for f in range(5)},
+             "B (fine-tuned)": {(0, f): (360, 400) for f in range(5)} | {(1, 0): (350, 400)}}
+    table = analysis.transfer_table(cells)
+    assert table.loc["A (fine-tuned)", "seed 0 %"] == round(100 * (5 * 380 + 10) / 2000, 2)
+    assert table.loc["B (fine-tuned)", "cells (seed, fold)"] == 6
+    c = analysis.transfer_contrasts(cells, [("A vs B", "A (fine-tuned)", "B (fine-tuned)")])
+    assert c.loc["A vs B", "cells"] == 6                         # only the cells both have
+    diffs = [100 * (380 + f - 360) / 400 for f in range(5)] + [100 * (370 - 350) / 400]
+    assert abs(c.loc["A vs B", "difference"] - sum(diffs) / 6) < 1e-9
+    assert c.loc["A vs B", "CI low"] < c.loc["A vs B", "difference"] < c.loc["A vs B", "CI high"]

@@ -167,3 +167,62 @@ def progress(chapter: str, profile: str, directory=None, group: str = "study") -
     runs = _runs(chapter, profile, group, directory)
     done = sum(1 for _, rec in runs if rec and rec.get("status") == "finished")
     return f"{done} of {len(runs)} {group} runs finished"
+
+
+# ------------------------------------------------------------------------------- transfer (chapter 8)
+# (question, variant, baseline): labels of protocol('08') runs, paired by (seed, fold)
+TRANSFER_CONTRASTS = (
+    ("ResNeSt-50 against ResNet-50, fine-tuned", "ResNeSt-50 (fine-tuned)", "ResNet-50 (fine-tuned)"),
+    ("pretraining pays: ResNeSt-50", "ResNeSt-50 (fine-tuned)", "ResNeSt-50 (from scratch)"),
+    ("pretraining pays: ResNet-50", "ResNet-50 (fine-tuned)", "ResNet-50 (from scratch)"),
+    ("fine-tuning against a linear probe: ResNeSt-50", "ResNeSt-50 (fine-tuned)", "ResNeSt-50 (linear probe)"),
+    ("fine-tuning against a linear probe: ResNet-50", "ResNet-50 (fine-tuned)", "ResNet-50 (linear probe)"),
+    ("ResNeSt-14 against ResNet-14, from Table I's own seeds", "ResNeSt-14-2s1x64d (Table I weights)",
+     "ResNet-14-0s1x64d (Table I weights)"),
+)
+
+
+def transfer_cells(profile: str, directory=None) -> dict:
+    """{label: {(seed, fold): (correct, tested)}} of the finished fine-tuning runs of chapter 8."""
+    out: dict = {}
+    directory = results_dir(profile, directory)
+    for s in protocol("08", profile):
+        if s.group not in ("transfer", "transfer-table1"):
+            continue
+        rec = find(s, directory)
+        if rec and rec.get("status") == "finished" and rec.get("test_acc") is not None:
+            n = rec["test_predictions"]["n"] if rec.get("test_predictions") else None
+            if n:
+                out.setdefault(s.label, {})[(s.seed, s.fold)] = (round(rec["test_acc"] * n), n)
+    return out
+
+
+def transfer_table(cells: dict):
+    """Per label: (seed, fold) cells done, and per seed the cross-validated accuracy over every photo tested."""
+    import pandas as pd
+    rows = []
+    for label, got in cells.items():
+        seeds = sorted({s for s, _ in got})
+        per_seed = {s: 100 * sum(c for (k, _), (c, n) in got.items() if k == s)
+                    / sum(n for (k, _), (c, n) in got.items() if k == s) for s in seeds}
+        rows.append({"run": label, "cells (seed, fold)": len(got),
+                     "photos per seed": {s: sum(n for (k, _), (c, n) in got.items() if k == s) for s in seeds},
+                     **{f"seed {s} %": round(v, 2) for s, v in per_seed.items()}})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
+
+
+def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.95):
+    """Paired mean difference of accuracy (points) over the (seed, fold) cells both runs have, with its CI.
+
+    The folds share most of their training photos, so the cells are not independent and the interval is
+    an approximation (k-fold cross-validation has no unbiased variance estimate); it does carry the
+    seed-to-seed and fold-to-fold variation, not only the sampling error of one test fold.
+    """
+    import pandas as pd
+    out = []
+    for question, a, b in pairs:
+        acc = {lab: {k: 100 * c / n for k, (c, n) in cells.get(lab, {}).items()} for lab in (a, b)}
+        c = paired_ci(acc[a], acc[b], level)
+        out.append({"question": question, "cells": c["n"], "difference": c["diff"], "CI low": c["low"],
+                    "CI high": c["high"], "p": c["p"]})
+    return pd.DataFrame(out).set_index("question")
