@@ -104,8 +104,9 @@ def _labels(record: dict):
     from ..engine.data import DataConfig, load_data
     from ..engine.train import labels_sha256
     cfg = record["config"]
-    data = load_data(**{k: cfg[k] for k in ("dataset", "images", "val_size", "split_seed", "test_images")
-                        if k in DataConfig.fields()})
+    data = load_data(**{k: cfg[k] for k in ("dataset", "images", "val_size", "split_seed", "test_images",
+                                            "image_size", "folds", "fold")
+                        if k in DataConfig.fields() and k in cfg})
     y = data["test"].labels
     if labels_sha256(y) != record["test_predictions"]["labels_sha256"]:
         raise ValueError(f"the test set here differs from the one run {record['key']} was scored on: "
@@ -226,3 +227,13 @@ def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.9
         out.append({"question": question, "cells": c["n"], "difference": c["diff"], "CI low": c["low"],
                     "CI high": c["high"], "p": c["p"]})
     return pd.DataFrame(out).set_index("question")
+
+
+# ------------------------------------------------------------------------------- latency (chapter 7)
+def latency_frame(grid: dict):
+    """One row per (model, threads, batch, clock) of a latency grid: median and quartiles, ms per image."""
+    import pandas as pd
+    rows = [{"model": c["model"], "threads": c["threads"], "batch": c["batch_size"], "clock": clock,
+             "median": c[clock]["median"], "q1": c[clock]["q1"], "q3": c[clock]["q3"]}
+            for c in grid["cells"] for clock in ("wall", "cpu")]
+    return pd.DataFrame(rows)
