@@ -42,8 +42,8 @@ def test_record_round_trip_is_atomic_and_json(tmp_path):
     assert path.name.startswith("ResNeSt-14-2s1x64d_cifar10_seed0_") and path.suffix == ".json"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     back = res.find_record(cfg, tmp_path)
-    assert back["history"][0]["train_loss"] is None  # NaN is stored as null: strict JSON
-    json.loads(path.read_text())
+    assert math.isnan(back["history"][0]["train_loss"])  # NaN is stored as "nan" (strict JSON), not null
+    assert json.loads(path.read_text())["history"][0]["train_loss"] == "nan"
     assert res.find_record(_config(seed=9), tmp_path) is None
     res.update_record(back, tmp_path, latency={"img_per_s": 5.0})
     assert res.find_record(cfg, tmp_path)["latency"] == {"img_per_s": 5.0}

@@ -17,7 +17,15 @@ Record schema (``SCHEMA`` = 1)::
 
     key, config, status ('running' | 'finished' | 'diverged'), error,
     history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...],
-    val_acc, val_loss, test_acc, test_loss      # final, None when not measured
+    val_acc, val_loss, test_acc, test_loss      # final, None when not measured; an overflowed
+                                                # loss is the text "inf" / "nan", read back as a float
+
+``diverged``: the loss became NaN or infinite during training (the record stops at the last good
+epoch), or the run finished its epochs with a loss that exploded but stayed finite: its last
+training loss more than ``train.EXPLODED_MARGIN`` nats above ln(classes), or a final loss overflowed
+(:func:`course_lib.engine.train.loss_exploded`); ``error`` says which. A file that cannot be read is
+named in a :class:`RecordWarning`, listed by :func:`damaged_records` and in ``load_results(status=None)``
+as ``damaged``, and set aside as ``<name>.damaged`` when the run writes its record again.
     params, settings {device, precision, channels_last, compile}, hardware {...},
     torch, course_lib, wall_seconds, started, updated, checkpoint, [latency]
     since the fast path: versions {python, torch, torchvision, timm, numpy}, git_commit,
@@ -35,6 +43,8 @@ import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .files import atomic_write, set_aside
 
 SCHEMA = 1
 ENV_RESULTS = "COURSE_RESULTS"
@@ -80,19 +90,43 @@ def runs_dir(path=None) -> Path:
     return Path(path).expanduser() if path is not None else _default(ENV_RUNS, "runs", f"{INSTALLED_RESULTS}/runs")
 
 
-def jsonable(value):
-    """Plain JSON values: tuples become lists, NaN/inf become None, dtypes/devices become strings."""
+def jsonable(value, nonfinite=lambda x: None):
+    """Plain JSON values: tuples become lists, NaN/inf become ``nonfinite(x)`` (None for keys),
+    dtypes/devices become strings."""
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, nonfinite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, nonfinite) for v in value]
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else nonfinite(value)
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
-        return jsonable(value.item())
+        return jsonable(value.item(), nonfinite)
     return str(value)
+
+
+# A record keeps a loss that overflowed: JSON has no infinity, so it is written as the text "inf"
+# ("-inf", "nan"), never as null (which means "not measured"), and read back as a float.
+NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _nonfinite_text(x: float) -> str:
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _nonfinite_back(value):
+    if isinstance(value, dict):
+        return {k: _nonfinite_back(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nonfinite_back(v) for v in value]
+    return NONFINITE.get(value, value) if isinstance(value, str) else value
+
+
+def as_stored(record: dict) -> dict:
+    """A record as :func:`read_record` returns it once written: plain JSON values, overflowed losses as floats."""
+    out = jsonable(record, _nonfinite_text)
+    return {k: v if k == "config" else _nonfinite_back(v) for k, v in out.items()}
 
 
 # Fields added to the configuration after the first records were written, with the value
@@ -133,17 +167,24 @@ def record_path(config: dict, directory=None) -> Path:
     return results_dir(directory) / f"{name}_{config_key(config)}.json"
 
 
-def write_json(path: Path, obj) -> Path:
-    """Write JSON atomically: a killed writer never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_json(path: Path, obj, what: str = "JSON file") -> Path:
+    """Write JSON atomically: a killed writer never leaves half a file, a full disk leaves no temporary file.
+
+    Overflowed floats are written as "inf", "-inf" or "nan" (see ``NONFINITE``).
+    """
+    text = json.dumps(jsonable(obj, _nonfinite_text), indent=1, sort_keys=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode()), what=what)
 
 
 def write_record(record: dict, directory=None) -> Path:
-    return write_json(record_path(record["config"], directory), record)
+    """Write a run's record; a damaged file in its place is first set aside (``<name>.damaged``), not lost."""
+    path = record_path(record["config"], directory)
+    if path.exists():
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            set_aside(path, "is not valid JSON (damaged)", then="the run's new record is written in its place")
+    return write_json(path, record, what="run record")
 
 
 def update_record(record: dict, directory=None, **fields) -> dict:
@@ -177,7 +218,7 @@ def read_record(path: Path, key: str | None = None) -> dict | None:
                       f"configuration {actual!r}: the file was edited or belongs to another run, so it is not "
                       f"used. {fix}", RecordWarning, stacklevel=3)
         return None
-    return rec
+    return {k: v if k == "config" else _nonfinite_back(v) for k, v in rec.items()}
 
 
 def _folders(directory) -> list[Path]:
@@ -215,8 +256,26 @@ def iter_records(directory=None):
                 yield rec
 
 
+DAMAGED = "damaged"
+
+
+def damaged_records(directory=None) -> list[Path]:
+    """The record files of a folder (or folders) that cannot be read as JSON objects."""
+    out = []
+    for folder in _folders(directory):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                ok = isinstance(json.loads(path.read_text()), dict)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                ok = False
+            if not ok and path.name != "latency.json":
+                out.append(path)
+    return out
+
+
 def load_results(directory=None, status: str | None = "finished"):
-    """All records as a DataFrame, one row per run (``status=None`` keeps every status).
+    """All records as a DataFrame, one row per run (``status=None`` keeps every status; a file that
+    cannot be read is a row with status ``'damaged'`` and its ``file``, after a RecordWarning).
 
     Columns: key, group (hash without the seed), model, dataset, images, seed, epochs,
     recipe, status, val_acc, test_acc, params, wall_seconds, precision, device, plus
@@ -224,6 +283,9 @@ def load_results(directory=None, status: str | None = "finished"):
     """
     import pandas as pd
     rows = []
+    if status in (None, DAMAGED):   # a record that cannot be read is a row of its own, not a silent gap
+        rows += [{"key": path.stem.rsplit("_", 1)[-1], "status": DAMAGED, "file": str(path)}
+                 for path in damaged_records(directory)]
     for rec in iter_records(directory):
         if status is not None and rec.get("status") != status:
             continue

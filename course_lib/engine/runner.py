@@ -31,7 +31,7 @@ from . import records as res
 from .data import DataConfig, data_identity
 from .device import RunSettings, hardware, pick_device, seed_everything
 from .recipes import Recipe, get_recipe
-from .train import DivergenceError, train
+from .train import DivergenceError, LossExplodedError, loss_exploded, read_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -191,16 +191,20 @@ def run(model, recipe: str | Recipe | dict = "book", *, data: DataConfig | None 
         if raise_on_divergence:
             raise
         return record
-    record.update(out, status="finished", updated=res.now())
+    exploded = loss_exploded(out["history"], num_classes, {"test_loss": out["test_loss"]})
+    record.update(out, status="diverged" if exploded else "finished", error=exploded, updated=res.now())
     if ctx.is_main:
         res.write_record(record, results_dir)
     ctx.barrier()
-    return res.jsonable(record)
+    if exploded and raise_on_divergence:
+        raise LossExplodedError(f"{model_name}: {exploded} (record: {res.record_path(config, results_dir)})")
+    return res.as_stored(record)
 
 
 def _maybe_load_weights(model, ckpt: Path) -> None:
-    if isinstance(model, nn.Module) and ckpt.exists():
-        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    blob = read_checkpoint(ckpt) if isinstance(model, nn.Module) else None
+    if blob is not None:
+        model.load_state_dict(blob["model"])
 
 
 def load_model(record: dict, runs_dir=None, device="cpu") -> nn.Module:
@@ -210,9 +214,10 @@ def load_model(record: dict, runs_dir=None, device="cpu") -> nn.Module:
         raise ValueError("this run used a model object, not a name: rebuild it and load the checkpoint yourself")
     model = build_model(cfg["model"], cfg["num_classes"], cfg["recipe"].get("drop_rate"), **cfg["overrides"])
     path = res.runs_dir(runs_dir) / f"{res.record_path(cfg).stem}.pt"
-    if not path.exists():
-        raise ValueError(f"no checkpoint at {path}: the weights were not kept here; rerun with force=True")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["model"])
+    blob = read_checkpoint(path)
+    if blob is None:
+        raise ValueError(f"no usable checkpoint at {path}: the weights were not kept here; rerun with force=True")
+    model.load_state_dict(blob["model"])
     return model.to(device).eval()
 
 

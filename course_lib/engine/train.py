@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.cost import count_params
+from ..models.pretrained import DamagedFileError, load_torch_file
 from . import distributed
+from .files import atomic_write, set_aside
 from .data import CIFAR10_MEAN, CIFAR10_STD, as_pair, normalize
 from .device import RunSettings, deterministic, pick_device, rng_state, set_rng_state
 from .recipes import Recipe, Schedule, get_recipe
@@ -49,6 +51,40 @@ class DivergenceError(RuntimeError):
             f"training diverged at epoch {epoch}, step {step}/{steps}: the loss is {loss} "
             f"(learning rate {lr:.3g}). Try a smaller lr (e.g. {lr / 4:.3g}), a longer warm-up "
             f"(warmup_epochs), gradient clipping (grad_clip=1.0) or float32 (no mixed precision).")
+
+
+# A run ends "diverged" also when its loss exploded but stayed finite: its last epoch's training loss
+# is more than this many nats above ln(classes), the loss of a uniform guess (it does worse on its own
+# training data than guessing: the weights blew up), or a final loss overflowed.
+EXPLODED_MARGIN = 0.5
+
+
+class LossExplodedError(DivergenceError):
+    """The run finished its epochs, but its loss exploded without becoming NaN (see :func:`loss_exploded`)."""
+
+    def __init__(self, reason: str):
+        RuntimeError.__init__(self, reason)
+
+
+def loss_exploded(history: list, num_classes: int, final: dict | None = None) -> str | None:
+    """Why a run that finished its epochs has in fact diverged, or None if it has not.
+
+    ``final``: the last losses measured after training (e.g. {"test_loss": ...}). Diverged when a
+    loss is infinite or NaN, or the last epoch's training loss is above ln(num_classes) + EXPLODED_MARGIN.
+    """
+    losses = {**({f"epoch {history[-1]['epoch']} {k}": history[-1].get(k) for k in ("train_loss", "val_loss")}
+                 if history else {}), **(final or {})}
+    bad = [f"{name} = {value}" for name, value in losses.items() if value is not None and not math.isfinite(value)]
+    if bad:
+        return f"the loss overflowed: {', '.join(bad)}. Try a smaller lr or a longer warm-up."
+    chance = math.log(num_classes)
+    last = history[-1]["train_loss"] if history else None
+    if last is not None and num_classes > 1 and last > chance + EXPLODED_MARGIN:
+        return (f"the loss exploded without becoming NaN: the last epoch's training loss {last:.3g} is above "
+                f"ln({num_classes}) = {chance:.3g}, the loss of a uniform guess, by more than {EXPLODED_MARGIN} "
+                "(the model does worse than guessing on its own training data). Try a smaller lr (e.g. a quarter), "
+                "a longer warm-up (warmup_epochs) or gradient clipping (grad_clip=1.0).")
+    return None
 
 
 # --------------------------------------------------------------------------- batches on the device
@@ -299,19 +335,33 @@ def save_checkpoint(path: Path, st: _State, key: str | None = None, rng_ranks: l
     blob = {"key": key, "epoch": st.epoch, "history": st.history, "model": st.model.state_dict(),
             "optimizer": st.optimizer.state_dict(), "scheduler": st.scheduler.state_dict(),
             "scaler": st.scaler.state_dict(), "rng": rng_ranks[0] if rng_ranks else rng_state(),
-            "torch": torch.__version__, "world_size": len(rng_ranks) if rng_ranks else 1}
+            "torch": str(torch.__version__), "world_size": len(rng_ranks) if rng_ranks else 1}
     if rng_ranks:
         blob["rng_ranks"] = rng_ranks
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda fh: torch.save(blob, fh), what="checkpoint")
+
+
+def read_checkpoint(path: Path) -> dict | None:
+    """A checkpoint's contents (torch's safe loader), or None when there is none. A damaged file
+    (truncated, empty, overwritten) is set aside as ``<name>.damaged`` with a one-line notice, and
+    the run starts from scratch instead of failing at every later start."""
+    if not path.exists():
+        return None
+    try:
+        blob = load_torch_file(path)
+        if not isinstance(blob, dict) or "model" not in blob or "epoch" not in blob:
+            raise DamagedFileError(f"{path} is not a course_lib checkpoint (no 'model' and 'epoch')")
+    except DamagedFileError as err:
+        set_aside(path, f"cannot be used ({str(err).removeprefix(str(path)).strip(' :')})",
+                  then="the run starts again from its first epoch")
+        return None
+    return blob
 
 
 def _read_checkpoint(path: Path | None, ctx: distributed.Context):
     """The checkpoint's contents on every rank (rank 0 reads the file), or None."""
-    found = path is not None and ctx.is_main and path.exists()
-    return ctx.broadcast(torch.load(path, map_location="cpu", weights_only=False) if found else None)
+    found = path is not None and ctx.is_main
+    return ctx.broadcast(read_checkpoint(path) if found else None)
 
 
 def _restore(blob: dict, st: _State, key: str | None, path: Path, ctx: distributed.Context, seed: int) -> None:

@@ -15,11 +15,64 @@ from torch import nn
 
 from .names import TIMM_RESNEST, ModelConfig
 
-__all__ = ["PretrainedUnavailableError", "read_state_dict", "load_body", "timm_pretrained"]
+__all__ = ["PretrainedUnavailableError", "DamagedFileError", "UnsafeFileError", "load_torch_file", "read_state_dict", "load_body",
+           "timm_pretrained"]
 
 
 class PretrainedUnavailableError(RuntimeError):
     """ImageNet weights were asked for but cannot be had (offline, or none exist)."""
+
+
+class DamagedFileError(ValueError):
+    """A saved file (weights, checkpoint, cache) cannot be read: truncated, overwritten or not torch's."""
+
+
+class UnsafeFileError(ValueError):
+    """A torch file holds Python objects other than tensors and plain values: it is not loaded."""
+
+
+def _numpy_globals() -> list:
+    """What NumPy's random state (inside course_lib's checkpoints) unpickles to: arrays and dtypes only."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return []
+    core = getattr(np, "_core", None) or np.core
+    out = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    out += [(core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]   # files written under NumPy 1
+    return out + [torch.torch_version.TorchVersion]   # the version string older checkpoints keep
+
+
+def load_torch_file(path) -> object:
+    """``torch.load`` of a file with torch's safe loader (``weights_only=True``: tensors and plain values,
+    plus NumPy arrays for the random state course_lib's checkpoints keep). Loading never runs code
+    from the file. A file that is damaged, or holds other objects, raises DamagedFileError naming it."""
+    import pickle
+    import re
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err))))
+        if not names:   # not a refusal of the safe loader: the bytes themselves are wrong
+            raise _damaged(path, err) from None
+        raise UnsafeFileError(f"{path} holds {', '.join(names)}, which course_lib does not load: it reads only "
+                               "tensors and plain values from a file, so that loading a file cannot run code. "
+                               "Save the weights as a state dict (torch.save(model.state_dict(), path)) or as "
+                               ".safetensors, and load that.") from None
+    except (RuntimeError, EOFError, ValueError, IndexError, KeyError, UnicodeDecodeError, OSError) as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise   # not damage: the message of the system says what is wrong
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: Exception) -> DamagedFileError:
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    if not first or "weights_only" in first or "Weights only" in first:   # torch's advice does not apply here
+        first = type(err).__name__
+    return DamagedFileError(f"{path} is damaged: it cannot be read as a torch file ({first}); it was "
+                            f"truncated or overwritten ({path.stat().st_size:,} bytes).")
 
 
 def read_state_dict(path: Path) -> dict:
@@ -29,7 +82,7 @@ def read_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     for key in ("model", "state_dict"):  # a checkpoint that holds the weights under a key
         if isinstance(state.get(key), dict):
             return state[key]
