@@ -48,7 +48,7 @@ def test_hotdog_is_downloaded_checked_unpacked_and_loaded(hotdog, empty, monkeyp
     assert sorted(train.targets) == [0, 0, 0, 1, 1, 1]
     assert train[0][0].size == (20, 24)                      # a real image, decoded
     assert leftovers(root) == []                             # the data root is only read
-    assert [p for p in leftovers(cache) if "/" not in p] == ["downloads", "hotdog"]
+    assert [p for p in leftovers(cache) if "/" not in p] == [".hotdog.manifest.json", "downloads", "hotdog"]  # + the unpacked copy's checksums
     assert leftovers(cache / "downloads") == ["hotdog.zip"]  # no temporary file
     monkeypatch.setattr(data, "HOTDOG_URL", f"{base}/gone/hotdog.zip")   # a 404 now:
     assert len(data.load_hotdog("train", root=root)) == 6    # the unpacked copy is reused

@@ -146,17 +146,29 @@ except ImportError:  # pragma: no cover
     _RGB = None
 
 
+def check_classes(found, classes: tuple[str, ...], where) -> None:
+    """The class list is the data set's, never what a folder happens to hold: every class must have
+    images in ``where`` (a folder or an archive's split), else a ValueError naming it."""
+    missing = [c for c in classes if c not in set(found)]
+    if missing:
+        raise ValueError(f"{where} has no images of the class(es) {', '.join(missing)}: the data set has "
+                         f"{len(classes)} classes ({', '.join(classes)}), each a folder of images there. The copy is "
+                         "incomplete: unpack it again, or point COURSE_DATA at a complete copy.")
+
+
 def _cifar_from_tar(archive: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     _check_archive(archive)
     files = {"train": [], "test": []}
     with tarfile.open(archive) as tar:
         for m in tar:
             parts = Path(m.name).parts
-            if not m.isfile() or len(parts) < 3 or parts[-2] not in CIFAR10_CLASSES:
+            if not m.isfile() or len(parts) < 3 or parts[-2] not in CIFAR10_CLASSES or parts[-1].startswith("."):
                 continue
             split = parts[-3]
             if split in files:
                 files[split].append((CIFAR10_CLASSES.index(parts[-2]), parts[-1], tar.extractfile(m).read()))
+    for split, f in files.items():
+        check_classes({CIFAR10_CLASSES[c] for c, _, _ in f}, CIFAR10_CLASSES, f"{archive} ({split}/)")
     return {s: _decode_jpeg_tree(f) for s, f in files.items()}
 
 
@@ -165,7 +177,8 @@ def _cifar_from_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tens
     for split in ("train", "test"):
         files = [(c, p.name, p.read_bytes())
                  for c, name in enumerate(CIFAR10_CLASSES)
-                 for p in (folder / split / name).glob("*") if p.is_file()]
+                 for p in (folder / split / name).glob("*") if p.is_file() and not p.name.startswith(".")]
+        check_classes({CIFAR10_CLASSES[c] for c, _, _ in files}, CIFAR10_CLASSES, folder / split)
         out[split] = _decode_jpeg_tree(files)
     return out
 
@@ -268,21 +281,61 @@ def data_source(dataset: str, root=None) -> dict:
 
 
 
+def fingerprint(path: Path) -> str:
+    """A fingerprint of a data source: name, size and modification time of the file, or of every file
+    under the folder. Adding, removing or rewriting a file changes it."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path.parent)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _splits_sha256(splits: dict) -> str:
+    return tensor_sha256(*[t for split in sorted(splits) for t in splits[split]])
+
+
+def _read_cifar_cache(cache_file: Path, source: str, stamp: str):
+    """The splits in the tensor cache if it is whole and made from this very source, else (None, why)."""
+    from ..models.pretrained import DamagedFileError, load_torch_file
+    if not cache_file.exists():
+        return None, None
+    try:
+        blob = load_torch_file(cache_file)
+    except (DamagedFileError, ValueError) as err:
+        return None, f"is damaged ({str(err).removeprefix(str(cache_file)).strip(' :')})"
+    if not isinstance(blob, dict) or blob.get("source") != source or blob.get("fingerprint") != stamp:
+        return None, f"is stale: it was made from another copy of the data than {source}"
+    splits = blob.get("splits")
+    if not isinstance(splits, dict) or set(splits) != {"train", "test"} or _splits_sha256(splits) != blob.get("sha256"):
+        return None, "is damaged: its tensors do not match the checksum stored with them"
+    return splits, None
+
+
 def _cifar_tensors(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Decode CIFAR-10 once, then reuse ``cifar10-uint8.pt`` from the cache dir."""
+    """Decode CIFAR-10 once, then reuse ``cifar10-uint8.pt`` from the cache dir.
+
+    The cache keeps the source, a :func:`fingerprint` of it and a sha256 of its tensors; all three are
+    checked on every load, and a stale or damaged cache is rebuilt with a one-line notice. A lock lets
+    one process decode while others that start at the same time wait, then read its cache.
+    """
+    from .download import file_lock
+    from .files import atomic_write, notice
     source, decode = _find_cifar(root, download)
     if source in _LOADED:
         return _LOADED[source]
     cache_file = cache_dir() / "cifar10-uint8.pt"
-    if cache_file.exists():
-        blob = torch.load(cache_file)
-        if blob.get("source") == source:
-            _LOADED[source] = blob["splits"]
-            return blob["splits"]
-    splits = decode()
-    tmp = cache_file.with_suffix(".tmp")
-    torch.save({"source": source, "splits": splits}, tmp)
-    tmp.replace(cache_file)  # atomic: a killed decode never leaves half a cache
+    stamp = fingerprint(Path(source.split(": ", 1)[-1]))
+    with file_lock(cache_file.with_name(f".{cache_file.name}.lock")):
+        splits, why = _read_cifar_cache(cache_file, source, stamp)
+        if splits is None:
+            if why:
+                notice(f"the CIFAR-10 tensor cache {cache_file} {why}; decoding the images again.")
+            splits = decode()
+            blob = {"source": source, "fingerprint": stamp, "sha256": _splits_sha256(splits), "splits": splits}
+            atomic_write(cache_file, lambda fh: torch.save(blob, fh), what="CIFAR-10 tensor cache")
     _LOADED[source] = splits
     return splits
 
@@ -342,7 +395,10 @@ def hotdog_dir(root=None, download: bool = True) -> Path:
     root = data_root(root)
     cache = cache_dir()
     for folder in (root / "hotdog", root / "hotdog64"):
-        if _is_hotdog(folder):
+        if folder.is_dir():   # a copy there is used or refused, naming what it lacks; never passed over
+            for split in ("train", "test"):
+                check_classes({c for c in HOTDOG_CLASSES if _images(folder / split / c)}, HOTDOG_CLASSES,
+                              folder / split)
             return folder
     for archive in (root / "hotdog.zip", root / "hotdog64.tar.gz"):
         if archive.exists():
@@ -375,27 +431,93 @@ def _download_hotdog(cache: Path, url: str) -> Path:
     return fetch(url, cache / "downloads", sha1=HOTDOG_SHA1, name="hotdog.zip")
 
 
+def tree_sha256(folder: Path) -> str:
+    """sha256 of every file's path and bytes under ``folder`` (hidden ones too): the checksum of an unpacked copy."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(folder).rglob("*") if q.is_file()):
+        h.update(f"{p.relative_to(folder)}\0".encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def _unpack(archive: Path, cache: Path) -> Path:
-    """Unpack a Hotdog archive (D2L's zip or the hotdog64 tarball) into ``cache/<name>``, atomically."""
-    from .download import top_folder, unpack_tar, unpack_zip
+    """Unpack a Hotdog archive (D2L's zip or the hotdog64 tarball) into ``cache/<name>``, atomically.
+
+    Beside it, ``.<name>.manifest.json`` keeps the archive's :func:`fingerprint` and the unpacked
+    tree's :func:`tree_sha256`; both are checked on every use, and a stale or damaged copy (a file
+    changed, added or removed, a leftover ``.partial`` folder inside) is unpacked again with a notice.
+    """
+    import json
+
+    from .download import file_lock, top_folder, unpack_tar, unpack_zip
+    from .files import atomic_write, notice
     name = archive.name.split(".")[0]
     target = cache / name
+    manifest = cache / f".{name}.manifest.json"
     _check_archive(archive)
-    if _is_hotdog(target):
-        return target
-    unpack = unpack_zip if archive.suffix == ".zip" else unpack_tar
-    try:
-        return unpack(archive, target, inner=top_folder(archive), check=_hotdog_layout)
-    except ValueError as err:
-        raise ValueError(f"{archive}: {err}") from None
+    stamp = fingerprint(archive)
+    with file_lock(cache / f".{name}.verify.lock"):
+        for stale in cache.glob(f".{name}.*.partial"):   # a killed unpack's: never read, removed
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():
+            try:
+                kept = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                kept = {}
+            why = ("has no manifest (unpacked by an older course_lib or by hand)" if not kept else
+                   "is stale: it was unpacked from another archive" if kept.get("source") != stamp else
+                   "is damaged: its files differ from those unpacked" if kept.get("tree") != tree_sha256(target)
+                   else None)
+            if why is None:
+                return target
+            notice(f"the unpacked copy {target} {why}; unpacking {archive.name} again.")
+            shutil.rmtree(target)
+        unpack = unpack_zip if archive.suffix == ".zip" else unpack_tar
+        try:
+            unpack(archive, target, inner=top_folder(archive), check=_hotdog_layout)
+        except ValueError as err:
+            raise ValueError(f"{archive}: {err}") from None
+        text = json.dumps({"archive": str(archive), "source": stamp, "tree": tree_sha256(target)})
+        atomic_write(manifest, lambda fh: fh.write(text.encode()), what="unpack manifest")
+    return target
+
+
+HOTDOG_CLASSES = ("hotdog", "not-hotdog")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def _image_folder(folder: Path, classes: tuple[str, ...], transform=None):
+    """torchvision's ImageFolder with the data set's classes (index = position in ``classes``),
+    whatever the folder holds: a missing class is an error naming the folder, extra folders are
+    ignored, and only the images directly inside each class folder are read (no hidden files, no
+    subfolders such as a leftover ``.partial``), in ImageFolder's order."""
+    from torchvision.datasets import ImageFolder
+
+    class Fixed(ImageFolder):
+        def find_classes(self, directory):
+            found = {c for c in classes if (Path(directory) / c).is_dir() and any(_images(Path(directory) / c))}
+            check_classes(found, classes, directory)
+            return list(classes), {c: i for i, c in enumerate(classes)}
+
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            return [(str(p), i) for c, i in class_to_idx.items() for p in _images(Path(directory) / c)]
+
+    return Fixed(str(folder), transform=transform)
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [folder / n for n in sorted(os.listdir(folder)) if not n.startswith(".")
+            and n.lower().endswith(IMAGE_SUFFIXES) and (folder / n).is_file()]
 
 
 def load_hotdog(split: str = "train", *, root=None, transform=None, download: bool = True):
-    """Hotdog as a torchvision ImageFolder (classes: hotdog=0, not-hotdog=1)."""
-    from torchvision.datasets import ImageFolder
+    """Hotdog as a torchvision ImageFolder (classes: hotdog=0, not-hotdog=1, whatever the folder holds)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return ImageFolder(str(hotdog_dir(root, download) / split), transform=transform)
+    return _image_folder(hotdog_dir(root, download) / split, HOTDOG_CLASSES, transform)
 
 
 # --------------------------------------------------------------------------- data sets for training
