@@ -54,3 +54,10 @@ def test_a_non_integer_block_width_is_refused():
     from course_lib import create_model
     with pytest.raises(ValueError, match=r"width must be a whole number >= 1, got 64.5"):
         create_model("ResNeSt-14-2s1x64d", num_classes=10, width=64.5)
+
+
+def test_open_chapter_refuses_a_train_flag_that_is_not_a_bool(tmp_path):
+    from course_lib.study import tables
+    for bad in ("false", "False", 0, None):
+        with pytest.raises(ValueError, match="TRAIN must be True or False"):
+            tables.open_chapter("06", "smoke", bad, str(tmp_path))

@@ -129,7 +129,7 @@ def test_chapter6_study_probe_and_zero_init_claims():
     val = dict(zip(first["peak lr"], first["val %"]))
     assert f"It picked 0.05 (validation accuracy {val[0.05]:.2f} %, against {val[0.1]:.2f} % and {val[0.2]:.2f} %)" \
         in text and max(val, key=val.get) == 0.05
-    hist = analysis.zero_init_histories("cpu")["last BN of each block at 0 (zero-init)"]
+    hist = analysis.zero_init_histories("cpu")["last BN of each block at 0 (zero-init)"]["history"]
     loss = [h["train_loss"] for h in hist]
     assert loss[1] > loss[0] and loss[1] > math.log(10)
     assert f"in the second epoch, to {loss[1]:.2f}, above $\\ln 10 \\approx 2.30$" in text

@@ -20,6 +20,9 @@ def open_chapter(chapter: str, profile: str, train_missing: bool = False, result
     Prints the chapter's setting (data, scale, seeds, hardware, command) and returns
     ``(results folder, runs table, latency records)``.
     """
+    if not isinstance(train_missing, bool):   # papermill -p TRAIN false passes the string 'false'
+        raise ValueError(f"TRAIN must be True or False, got {train_missing!r} (papermill: -p TRAIN False, "
+                         "or -y 'TRAIN: false')")
     directory = results_dir(profile, results or None)
     if train_missing:
         train(profile, chapter, directory)
