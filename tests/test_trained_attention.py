@@ -179,6 +179,9 @@ def test_shipped_weights_match_their_checksums_and_stay_small():
             assert trained.file_sha256(path) == entry["sha256"], path
             assert path.stat().st_size <= 2 * 2 ** 20, f"{path} is larger than 2 MiB"
             assert entry["command"] == trained.rebuild_command(key, int(seed))
+    table = trained.summary_table()
+    assert len(table) == sum(len(seeds) for seeds in manifest.values())
+    assert (table["MiB"] <= 2).all() and table["val acc"].between(0.1, 1).all()
 
 
 def test_the_wheel_carries_the_weights():

@@ -34,7 +34,7 @@ from ..engine.train import evaluate, train
 from ..models.factory import create_model
 
 __all__ = ["TrainedNet", "NETWORKS", "SEEDS", "WeightsError", "WEIGHTS_DIR", "build", "untrained",
-           "train_net", "save_fp16", "file_sha256", "rebuild_command", "read_manifest", "load_trained",
+           "train_net", "summary_table", "save_fp16", "file_sha256", "rebuild_command", "read_manifest", "load_trained",
            "main"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -145,6 +145,22 @@ def load_trained(key: str, seed: int = 0, directory: Path | None = None) -> nn.M
     return _read_fp16(key, path)
 
 
+def summary_table(directory: Path | None = None):
+    """One row per shipped network and seed: how it was trained, what it reached, its file."""
+    import pandas as pd
+    rows = [{"network": key, "seed": int(seed), "kernels": _kernels(e), "epochs": e["epochs"],
+             "train images": e["train_images"], "val acc": round(e["val_acc"], 4),
+             "test acc": round(e["test_acc"], 4), "CPU min": round(e["cpu_seconds"] / 60, 1),
+             "MiB": round(e["bytes"] / 2 ** 20, 2), "sha256": e["sha256"][:12]}
+            for key, seeds in read_manifest(directory).items() for seed, e in sorted(seeds.items())]
+    return pd.DataFrame(rows).set_index(["network", "seed"]) if rows else pd.DataFrame()
+
+
+def _kernels(entry: dict) -> str:
+    sizes = entry["overrides"].get("kernel_sizes", [3, 3])
+    return " + ".join(f"{k}x{k}" for k in sizes)
+
+
 def train_net(key: str, seed: int, data: dict | None = None) -> tuple[nn.Module, dict]:
     """Train network ``key`` from ``seed`` with the engine; (model, the engine's result)."""
     net = _net(key)
@@ -183,7 +199,9 @@ def build_weights(keys, seeds, directory: Path | None = None) -> dict:
             model, out = train_net(key, seed, data)
             path = weights_file(key, seed, directory)
             save_fp16(model, path)
-            entry = manifest.setdefault(key, {})[str(seed)] = _record(key, seed, out, data, path)
+            entry = _record(key, seed, out, data, path)
+            manifest = read_manifest(directory)          # re-read: another process may have added to it
+            manifest.setdefault(key, {})[str(seed)] = entry
             (directory / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
             print(f"{key} seed {seed}: val {entry['val_acc']:.4f}, test {entry['test_acc']:.4f} "
                   f"(float16 file), {entry['cpu_seconds']:.0f} CPU s, {path}", flush=True)
