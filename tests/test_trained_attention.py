@@ -187,3 +187,30 @@ def test_shipped_weights_match_their_checksums_and_stay_small():
 def test_the_wheel_carries_the_weights():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert {"weights/*.pt", "weights/trained.json"} <= set(data["course_lib.study"])
+
+
+def test_untrained_is_the_same_start_for_the_same_seed():
+    a, b, c = trained.untrained("plain", 1), trained.untrained("plain", 1), trained.untrained("plain", 2)
+    assert torch.equal(a.fc.weight, b.fc.weight) and not torch.equal(a.fc.weight, c.fc.weight)
+
+
+def test_build_weights_trains_saves_records_and_loads_back(tmp_path, monkeypatch):
+    """The whole command on a tiny stand-in data set (no CIFAR-10 needed, one short epoch)."""
+    from course_lib.engine.data import TensorImages
+    g = torch.Generator().manual_seed(0)
+
+    def fake(n):
+        return TensorImages(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                            torch.arange(n) % 10, tuple(f"c{i}" for i in range(10)))
+
+    monkeypatch.setattr(trained, "load_data", lambda *a, **k: {"train": fake(40), "val": fake(20),
+                                                               "test": fake(20)})
+    tiny = trained.TrainedNet("plain", overrides=dict(base_planes=8, stem_width=8), epochs=1, batch_size=20)
+    monkeypatch.setitem(trained.NETWORKS, "plain", tiny)
+    manifest = trained.build_weights(["plain"], [0], tmp_path)
+    entry = manifest["plain"]["0"]
+    assert entry["sha256"] == trained.file_sha256(tmp_path / "plain_seed0.pt")
+    assert entry["epochs"] == 1 and entry["train_images"] == 40 and 0 <= entry["test_acc"] <= 1
+    assert entry["command"] == "python -m course_lib.study.trained --nets plain --seeds 0"
+    assert json.loads((tmp_path / trained.MANIFEST).read_text()) == manifest
+    assert trained.load_trained("plain", 0, tmp_path).fc.in_features == 8 * 8 * 4
