@@ -138,3 +138,30 @@ def test_chapter6_study_probe_and_zero_init_claims():
     fp32 = next(r for s, r in analysis._runs("06", "cpu", "precision") if s.precision == "fp32" and s.seed == 0)
     a, b = fp32["history"][0]["train_loss"], fp32["history"][1]["train_loss"]
     assert b > a and f"show the same rise ({a:.2f} to {b:.2f} for seed 0)" in text
+
+
+def test_chapter7_latency_grid_claims():
+    from course_lib.study import analysis, latency
+    path = ROOT / "results" / "cpu" / latency.GRID_FILE
+    if not path.exists():
+        pytest.skip("no latency grid committed")
+    grid = latency.load_grid(path)
+    assert grid["busy_before"] < latency.MAX_BUSY and grid["busy_after"] < latency.MAX_BUSY and grid["repeats"] >= 30
+    f = analysis.latency_frame(grid)
+    w = f[f.clock == "wall"].pivot_table(index="model", columns=["batch", "threads"], values="median")
+    c = f[f.clock == "cpu"].pivot_table(index="model", columns=["batch", "threads"], values="median")
+    text = _source("07")
+    r = w[(1, 1)] / w[(64, 1)]
+    assert f"{r.min():.2f} ({r.idxmin()}) to {r.max():.2f} ({r.idxmax()}) times less" in text
+    sp = w[(64, 1)] / w[(64, 2)]
+    eff = sp[[m for m in sp.index if m.startswith("EfficientNet")]]
+    res = sp[[m for m in sp.index if not m.startswith("EfficientNet")]]
+    assert f"by {res.min():.2f} to {res.max():.2f} times for every ResNet and ResNeSt" in text
+    assert f"by only {eff.min():.2f} to {eff.max():.2f} times for the EfficientNets" in text
+    one = w[(1, 1)] / w[(1, 2)]
+    assert all(round(one[m], 2) <= 1.0 for m in eff.index)      # "gains nothing at all"
+    base = w.loc["ResNet-14-0s1x64d", (64, 1)]
+    t1 = w.loc[list(ex.TABLE1), (64, 1)] / base
+    assert f"costs {t1['ResNeSt-14-2s1x64d']:.2f} times ResNet-14-0s1x64d" in text
+    assert t1.idxmax() == "ResNeSt-14-1s2x64d" and f"at {t1.max():.2f} times" in text
+    assert ((c[(64, 1)] / w[(64, 1)]).round(2) == 1.0).all()
