@@ -243,12 +243,20 @@ def find_record(config: dict, directory=None) -> dict | None:
     return found
 
 
+# Files beside the records that are not run records: chapter 6-7's latency tables.
+NOT_RECORDS = frozenset({"latency.json", "latency-grid.json"})
+
+
+def is_record_file(path: Path) -> bool:
+    return path.suffix == ".json" and path.name not in NOT_RECORDS
+
+
 def iter_records(directory=None):
     """Every trusted record of a folder (or of a list of folders; a key found twice is yielded once)."""
     seen = set()
     for folder in _folders(directory):
         for path in sorted(folder.glob("*.json")):
-            if path.name == "latency.json":
+            if not is_record_file(path):
                 continue
             rec = read_record(path)
             if rec is not None and rec["key"] not in seen:
@@ -268,7 +276,7 @@ def damaged_records(directory=None) -> list[Path]:
                 ok = isinstance(json.loads(path.read_text()), dict)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 ok = False
-            if not ok and path.name != "latency.json":
+            if not ok and is_record_file(path):
                 out.append(path)
     return out
 

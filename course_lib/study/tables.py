@@ -39,7 +39,7 @@ def where_text(folders) -> str:
     """Where new records go and where records are read from (the folders of ``record_dirs``)."""
     text = f"- records: new runs are written to {folders[0]}"
     if len(folders) > 1:
-        shipped = sum(1 for p in folders[1].glob("*.json") if p.name != "latency.json")
+        shipped = sum(1 for p in folders[1].glob("*.json") if res.is_record_file(p))
         text += (f"; records are read from there first, then from the {shipped} records that came with "
                  f"course_lib ({folders[1]})")
     return text
