@@ -165,3 +165,18 @@ def test_chapter7_latency_grid_claims():
     assert f"costs {t1['ResNeSt-14-2s1x64d']:.2f} times ResNet-14-0s1x64d" in text
     assert t1.idxmax() == "ResNeSt-14-1s2x64d" and f"at {t1.max():.2f} times" in text
     assert ((c[(64, 1)] / w[(64, 1)]).round(2) == 1.0).all()
+
+
+def test_chapter6_study_rate_claims():
+    from course_lib.study import analysis, specs
+    probe = analysis.probe_table("cpu")
+    full = probe[(probe.probe == "Table I's scale, no zero-init") & (probe.status == "finished")]
+    if len(full) < 3:
+        pytest.skip("the probe at Table I's scale is not committed")
+    val = dict(zip(full["peak lr"], full["val %"]))
+    best = max(val, key=val.get)
+    assert specs.STUDY_LR == best
+    text = _source("06")
+    lo, hi = min(val.values()), max(val.values())
+    assert f"within {hi - lo:.2f} points of each other in validation accuracy ({lo:.2f} % to {hi:.2f} %)" in text
+    assert f"the study uses {best:g}." in text

@@ -142,11 +142,10 @@ def probe_table(profile: str, directory=None):
 def zero_init_histories(profile: str, directory=None) -> dict:
     """{label: record} of ResNet-14-0s1x64d seed 0 with and without zero-init (finished runs)."""
     out = {}
-    for group, label in (("zero-init", "last BN of each block at 0 (zero-init)"),
-                         ("study", "last BN of each block at 1 (the study)")):
-        for s, rec in _runs("06", profile, group, directory):
-            if s.label == "ResNet-14-0s1x64d" and s.seed == 0 and rec and rec.get("status") == "finished":
-                out[label] = rec
+    for s, rec in _runs("06", profile, "zero-init", directory):
+        label = ("last BN of each block at 1 (as the study builds it)" if s.overrides else "last BN of each block at 0 (zero-init)")
+        if s.seed == 0 and rec and rec.get("status") == "finished":
+            out[label] = rec
     return out
 
 
