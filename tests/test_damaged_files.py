@@ -173,3 +173,17 @@ def test_a_full_disk_under_runs_names_it_and_leaves_no_tmp(full_disk, checkpoint
     with pytest.raises(DiskFullError, match=r"could not write the run record .*: the disk is full"):
         res.write_record(rec, full_disk)
     assert list(full_disk.iterdir()) == []                           # no .tmp left behind
+
+
+def test_files_renamed_into_place_get_the_usual_mode(tmp_path):
+    """tempfile makes 0600 files and 0700 folders; a cache renamed into place must be readable by others
+    (the grading sandbox reads it as another user)."""
+    import os
+    import stat
+    from course_lib.engine.files import atomic_write
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "cache.bin", lambda fh: fh.write(b"x"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)

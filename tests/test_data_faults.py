@@ -172,3 +172,25 @@ def test_three_processes_use_a_data_set_for_the_first_time_at_once(real_data_roo
     assert len({out for out, _ in outs}) == 1                               # the same data in all three
     leftovers = [p.name for p in (tmp_path / "shared-cache").iterdir() if p.name.endswith((".tmp", ".partial"))]
     assert leftovers == []
+
+
+def test_a_read_only_cache_is_read_without_a_lock(tmp_path, monkeypatch):
+    """The grading sandbox mounts the cache read-only: taking a lock there must not fail the reader."""
+    import builtins
+    import errno
+    from course_lib.engine.download import file_lock
+    real_open = builtins.open
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".lock") and any(c in mode for c in "aw+"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", read_only)
+    entered = False
+    with file_lock(tmp_path / ".x.lock"):
+        entered = True
+    assert entered and not (tmp_path / ".x.lock").exists()
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):     # other failures still surface
+        with file_lock(tmp_path / ".y.lock"):
+            pass

@@ -235,6 +235,8 @@ def _download_cifar(cache: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".cifar10.", suffix=".partial", dir=cache))
         try:
             CIFAR10(str(tmp), train=False, download=True)   # download, md5 of the archive and of every batch
+            from .files import usual_mode
+            usual_mode(tmp / CIFAR10.base_folder)
             (tmp / CIFAR10.base_folder).rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

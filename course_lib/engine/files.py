@@ -37,6 +37,15 @@ def _disk_full(err: BaseException, folder: Path) -> bool:
         return False
 
 
+def usual_mode(path) -> None:
+    """Give a file or folder made by ``tempfile`` (mode 0600 / 0700) the mode a plain ``open``/``mkdir``
+    would have given it (0666 / 0777 less the umask), so that other users (the grading sandbox's
+    unprivileged user, a shared cache) can read what is renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
 def atomic_write(path, write, *, what: str = "file") -> Path:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
 
@@ -51,6 +60,7 @@ def atomic_write(path, write, *, what: str = "file") -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

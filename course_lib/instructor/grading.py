@@ -116,6 +116,7 @@ def grade_one(path, exercise, timeout: float, sheet, *, limits: sandbox.Limits |
     path, exercise = Path(path), ex.resolve(exercise)
     names = ex.info(exercise)["checks"]
     people = sheet if isinstance(sheet, dict) else roster(exercise, sheet)
+    prepare_data(exercise)
     row = {STUDENT_KEY: "", "notebook": path.name, "status": "", "score": f"0/{len(names)}",
            "seconds": 0.0, "error": "", **{n: "NOT RUN" for n in names}}
     if path.name not in people:
@@ -220,7 +221,6 @@ def check_folder(exercise, folder, gradebook, timeout: float = 300, *, sheet,
     notebooks = sorted(Path(folder).glob("*.ipynb"))   # a link is read as unreadable, never followed
     if not notebooks:
         raise ValueError(f"{folder} has no .ipynb files to grade.")
-    prepare_data(exercise)
     gradebook = Path(gradebook)
     gradebook.parent.mkdir(parents=True, exist_ok=True)
     fields = [STUDENT_KEY, "notebook", "status", "score", *names, "seconds", "error"]
