@@ -201,12 +201,18 @@ def prepare_data(exercise) -> None:
     Inside the sandbox nobody may write the cache (one student could poison another's data), so a
     cold cache is built here, before any student code runs, for the data sets the exercise uses.
     """
+    if str(exercise) in _PREPARED:         # once per exercise and process, not once per student
+        return
     from ..engine import data
     text = Path(exercise).read_text(errors="replace").lower() if Path(exercise).is_file() else ""
     if "hotdog" in text:
         data.hotdog_dir()
     if any(word in text for word in ("cifar", "course_lib.run(", "load_data(")):
         data.load_cifar10("test")        # decodes and caches every split once
+    _PREPARED.add(str(exercise))
+
+
+_PREPARED: set = set()
 
 
 def check_folder(exercise, folder, gradebook, timeout: float = 300, *, sheet,
