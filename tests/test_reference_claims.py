@@ -133,9 +133,9 @@ def test_chapter6_study_probe_and_zero_init_claims():
     loss = [h["train_loss"] for h in hist]
     assert loss[1] > loss[0] and loss[1] > math.log(10)
     assert f"in the second epoch, to {loss[1]:.2f}, above $\\ln 10 \\approx 2.30$" in text
-    rec = next(r for s, r in analysis._runs("06", "cpu", "zero-init") if r)
+    rec = next(r for s, r in analysis.runs("06", "cpu", "zero-init") if r)
     assert f"it ended at {100 * rec['test_acc']:.2f} %" in text
-    fp32 = next(r for s, r in analysis._runs("06", "cpu", "precision") if s.precision == "fp32" and s.seed == 0)
+    fp32 = next(r for s, r in analysis.runs("06", "cpu", "precision") if s.precision == "fp32" and s.seed == 0)
     a, b = fp32["history"][0]["train_loss"], fp32["history"][1]["train_loss"]
     assert b > a and f"show the same rise ({a:.2f} to {b:.2f} for seed 0)" in text
 

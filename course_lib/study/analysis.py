@@ -20,17 +20,20 @@ MAIN_CONTRASTS = (
 )
 
 
+def runs(chapter: str, profile: str, group: str, directory=None) -> list[tuple]:
+    """(spec, record or None) of every run of a chapter's protocol group."""
+    directory = results_dir(profile, directory)
+    return [(s, find(s, directory)) for s in protocol(chapter, profile) if s.group == group]
+
+
+def finished(rec) -> bool:
+    return bool(rec) and rec.get("status") == "finished" and rec.get("test_acc") is not None
+
+
 def study_records(chapter: str, profile: str, directory=None, group: str = "study") -> list[dict]:
     """One row per finished run of a protocol group: label, seed, test accuracy (%), record."""
-    directory = results_dir(profile, directory)
-    rows = []
-    for s in protocol(chapter, profile):
-        if s.group != group:
-            continue
-        rec = find(s, directory)
-        if rec and rec.get("status") == "finished" and rec.get("test_acc") is not None:
-            rows.append({"label": s.label, "seed": s.seed, "acc": 100 * rec["test_acc"], "record": rec})
-    return rows
+    return [{"label": s.label, "seed": s.seed, "acc": 100 * rec["test_acc"], "record": rec}
+            for s, rec in runs(chapter, profile, group, directory) if finished(rec)]
 
 
 def by_label(rows) -> dict[str, dict[int, float]]:
@@ -115,12 +118,6 @@ def _labels(record: dict):
 
 
 # ------------------------------------------------------------------------------- before Table I
-def _runs(chapter: str, profile: str, group: str, directory=None):
-    """(spec, record or None) of every run of a protocol group."""
-    directory = results_dir(profile, directory)
-    return [(s, find(s, directory)) for s in protocol(chapter, profile) if s.group == group]
-
-
 def _pct(x):
     return None if x is None else round(100 * x, 2)
 
@@ -130,8 +127,8 @@ def probe_table(profile: str, directory=None):
     import pandas as pd
     rows = []
     for group, what in (("probe-1epoch", "1 epoch, zero-init"), ("probe", "Table I's scale, no zero-init")):
-        for s, rec in _runs("06", profile, group, directory):
-            done = rec is not None and rec.get("status") == "finished"
+        for s, rec in runs("06", profile, group, directory):
+            done = finished(rec)
             rows.append({"probe": what, "epochs": s.epochs, "peak lr": s.recipe_fields["lr"],
                          "status": "finished" if done else "not finished",
                          "val %": _pct(rec.get("val_acc")) if done else None,
@@ -142,9 +139,9 @@ def probe_table(profile: str, directory=None):
 def zero_init_histories(profile: str, directory=None) -> dict:
     """{label: record} of ResNet-14-0s1x64d seed 0 with and without zero-init (finished runs)."""
     out = {}
-    for s, rec in _runs("06", profile, "zero-init", directory):
+    for s, rec in runs("06", profile, "zero-init", directory):
         label = ("last BN of each block at 1 (as the study builds it)" if s.overrides else "last BN of each block at 0 (zero-init)")
-        if s.seed == 0 and rec and rec.get("status") == "finished":
+        if s.seed == 0 and finished(rec):
             out[label] = rec
     return out
 
@@ -153,8 +150,8 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     """bf16 against fp32, seed by seed (test %), and the paired difference with its CI."""
     import pandas as pd
     acc: dict = {"fp32": {}, "bf16": {}}
-    for s, rec in _runs("06", profile, "precision", directory):
-        if rec and rec.get("status") == "finished":
+    for s, rec in runs("06", profile, "precision", directory):
+        if finished(rec):
             acc[s.precision][s.seed] = 100 * rec["test_acc"]
     seeds = sorted(set(acc["fp32"]) | set(acc["bf16"]))
     table = pd.DataFrame({"fp32 %": [acc["fp32"].get(k) for k in seeds],
@@ -164,9 +161,9 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
 
 def progress(chapter: str, profile: str, directory=None, group: str = "study") -> str:
     """'n of N study runs finished' for a chapter's protocol group."""
-    runs = _runs(chapter, profile, group, directory)
-    done = sum(1 for _, rec in runs if rec and rec.get("status") == "finished")
-    return f"{done} of {len(runs)} {group} runs finished"
+    group_runs = runs(chapter, profile, group, directory)
+    done = sum(1 for _, rec in group_runs if finished(rec))
+    return f"{done} of {len(group_runs)} {group} runs finished"
 
 
 # ------------------------------------------------------------------------------- transfer (chapter 8)
@@ -185,12 +182,8 @@ TRANSFER_CONTRASTS = (
 def transfer_cells(profile: str, directory=None) -> dict:
     """{label: {(seed, fold): (correct, tested)}} of the finished fine-tuning runs of chapter 8."""
     out: dict = {}
-    directory = results_dir(profile, directory)
-    for s in protocol("08", profile):
-        if s.group not in ("transfer", "transfer-table1"):
-            continue
-        rec = find(s, directory)
-        if rec and rec.get("status") == "finished" and rec.get("test_acc") is not None:
+    for s, rec in runs("08", profile, "transfer", directory) + runs("08", profile, "transfer-table1", directory):
+        if finished(rec):
             n = rec["test_predictions"]["n"] if rec.get("test_predictions") else None
             if n:
                 out.setdefault(s.label, {})[(s.seed, s.fold)] = (round(rec["test_acc"] * n), n)
