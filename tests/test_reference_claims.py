@@ -165,6 +165,54 @@ def test_chapter7_latency_grid_claims():
     assert f"costs {t1['ResNeSt-14-2s1x64d']:.2f} times ResNet-14-0s1x64d" in text
     assert t1.idxmax() == "ResNeSt-14-1s2x64d" and f"at {t1.max():.2f} times" in text
     assert ((c[(64, 1)] / w[(64, 1)]).round(2) == 1.0).all()
+    t2 = w[(64, 1)] / w.loc["ResNeSt-14", (64, 1)]                 # the study's "why this scale"
+    assert t2["ResNeSt-101"] > 3 and 2 < t2["EfficientNet-b3"] < 3
+    assert "ResNeSt-101 costs more than three times as much per image as ResNeSt-14 and EfficientNet-b3 more " \
+           "than twice as much" in text
+    from course_lib.study import specs                            # the budget, weighted by that cost
+    cost = lambda runs: sum((s.images or 45_000) * s.epochs * t2[s.model] for s in runs)  # noqa: E731
+    table1 = cost([s for s in specs.protocol("06", "cpu") if s.group == "study"])
+    study = cost([s for s in specs.protocol("07", "cpu") if s.group == "study"])
+    assert study < table1 / 2 < table1 < sum(3 * 45_000 * 10 * t2[m] for m in ex.TABLE2)
+    assert "adds less than half of Table I's study" in text and "would cost more than Table I's whole study" in text
+
+
+def test_chapter7_study_protocol_claims():
+    """Chapter 7's study section describes course_lib.study.specs' protocol (no result of it yet)."""
+    import torch
+
+    from course_lib.engine.recipes import get_recipe
+    from course_lib.engine.train import batch_indices
+    from course_lib.study import specs
+    text = _source("07")
+    t = specs.STUDY_TABLE2["cpu"]
+    plan = [s for s in specs.protocol("07", "cpu") if s.group == "study"]
+    assert {s.images for s in plan} == {t["images"]} and {s.epochs for s in plan} == {t["epochs"]}
+    assert f"on {t['images']:,} CIFAR-10 images for {t['epochs']} epochs" in text
+    assert f"Each run sees {t['images']:,} of the 45,000 training images for {t['epochs']} epochs" in text
+    assert [s.label for s in plan if s.seed == 0] == list(ex.TABLE2)
+    assert [s.label for s in plan if s.seed == 1] == list(specs.TABLE2_SECOND_SEED)
+    assert "seed 1 for ResNeSt-14, ResNeSt-50, ResNet-18 and EfficientNet-b0" in text
+    assert f"a peak rate of {specs.STUDY_LR:g} followed by a cosine decay" in text
+    r = get_recipe(plan[0].recipe, **plan[0].recipe_fields)
+    epoch = len(batch_indices(t["images"], r.batch_size, torch.Generator()))
+    assert r.warmup_steps == 2 * len(batch_indices(45_000, r.batch_size, torch.Generator()))
+    assert f"{r.warmup_steps} steps, two epochs of the full training set" in text
+    assert 2 * r.warmup_steps > epoch * r.epochs and (f"is {epoch} steps, so the warm-up takes up {r.warmup_steps} of "
+                                                      f"the run's {epoch * r.epochs} steps, more than half") in text
+
+
+def test_chapter7_efficientnet_scaling_claims():
+    from course_lib import create_model
+    text = _source("07")
+    blocks, params = {}, {}
+    for b in ("b0", "b1", "b2", "b3"):
+        net = create_model(f"EfficientNet-{b}", num_classes=10)
+        blocks[b] = sum(len(stage) for stage in net.blocks)
+        params[b] = round(sum(p.numel() for p in net.parameters()) / 1e6, 2)
+        assert params[b] == ex.REPORT_TABLE2[f"EfficientNet-{b}"][0]      # "their parameter counts are the report's"
+    assert (blocks["b0"], blocks["b1"], blocks["b2"], blocks["b3"]) == (16, 23, 23, 26)
+    assert "b1 is b0 with seven more blocks (23 against 16)" in text and "b3 has 26 blocks" in text
 
 
 def test_chapter6_study_rate_claims():
