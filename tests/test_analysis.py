@@ -40,6 +40,89 @@ def test_contrasts_say_when_seeds_are_missing():
     assert (c["verdict"] == "needs >= 2 seeds of both").all()
 
 
+# ---- Table II (chapter 7)
+def _table2_groups(accs: dict, table1: dict | None = None) -> dict:
+    """What runs() returns per chapter: (spec, record) for {(label, seed): test accuracy, 'running' or None}."""
+    from types import SimpleNamespace
+
+    def rec(acc):
+        if acc is None:
+            return None
+        if acc == "running":
+            return {"status": "running", "test_acc": None}
+        return {"status": "finished", "test_acc": acc, "params": 8_583_178}
+    return {ch: [(SimpleNamespace(label=lab, seed=seed), rec(a)) for (lab, seed), a in got.items()]
+            for ch, got in (("07", accs), ("06", table1 or {}))}
+
+
+def _patch_runs(monkeypatch, groups):
+    monkeypatch.setattr(analysis, "runs", lambda chapter, profile, group, directory=None: groups[chapter])
+
+
+def test_table2_frame_counts_seeds_and_keeps_unfinished_networks(monkeypatch):
+    accs = {("ResNeSt-14", 0): 0.80, ("ResNet-18", 0): 0.75, ("EfficientNet-b2", 0): None,
+            ("ResNeSt-14", 1): 0.78, ("ResNet-18", 1): "running"}
+    _patch_runs(monkeypatch, _table2_groups(accs))
+    t = analysis.table2_frame("cpu", params={"EfficientNet-b2": 7_715_084, "ResNeSt-14": 1})
+    assert list(t.index) == ["ResNeSt-14", "ResNet-18", "EfficientNet-b2"]
+    assert list(t.seeds) == [2, 1, 0] and list(t.planned) == [2, 2, 1]
+    assert t.loc["ResNeSt-14", "mean %"] == pytest.approx(79.0)
+    assert t.loc["ResNeSt-14", "SD"] == pytest.approx(2 ** 0.5)           # 80 and 78
+    assert t.loc["ResNet-18", "mean %"] == pytest.approx(75.0) and t.loc["ResNet-18", "SD"] != t.loc["ResNet-18", "SD"]
+    assert t.loc["ResNet-18", "seed 1 %"] != t.loc["ResNet-18", "seed 1 %"]  # running: not counted
+    assert t.loc["ResNeSt-14", "params (M)"] == 8.58                      # the record's count wins
+    assert t.loc["EfficientNet-b2", "params (M)"] == 7.72 and t.loc["EfficientNet-b2", "report %"] == 43.23
+
+
+def test_table2_frame_and_setting_follow_the_protocol(tmp_path):
+    t = analysis.table2_frame("cpu", tmp_path)                            # an empty folder: nothing finished
+    from course_lib.study.report import TABLE2
+    assert list(t.index) == list(TABLE2) and t.planned.sum() == 14 and (t.seeds == 0).all()
+    text = analysis.table2_setting("cpu", tmp_path)
+    assert "CIFAR-10, 20,000 training images, 8 epochs, 'study' recipe (peak lr 0.2), bf16" in text
+    assert "seed 0: all 10 networks; seed 1: ResNeSt-14, ResNeSt-50, ResNet-18, EfficientNet-b0" in text
+    assert text.endswith("\ntraining hardware: no run finished yet")
+
+
+def test_pooled_sd_weights_each_network_by_its_degrees_of_freedom():
+    sd, df = analysis.pooled_sd([[80, 78], [70, 71, 72], [60]])           # variances 2 (1 df) and 1 (2 df)
+    assert df == 3 and sd == pytest.approx((4 / 3) ** 0.5)
+    assert analysis.pooled_sd([[60], []]) == (None, 0)
+
+
+def test_tie_rule_tells_a_two_sd_tie_from_a_clear_gap(monkeypatch):
+    assert analysis.tie_verdict(1.9, 1.0, "A", "B") == "tie (gap < 2 SD)"
+    assert analysis.tie_verdict(2.1, 1.0, "A", "B") == "A ahead"
+    assert analysis.tie_verdict(-2.5, 1.0, "A", "B") == "B ahead"
+    assert analysis.tie_verdict(5.0, None) == "no seed SD yet"
+    assert analysis.tie_verdict(None, 1.0) == "not both finished"
+    accs = {("ResNeSt-14", 0): 0.80, ("ResNet-18", 0): 0.75, ("ResNeSt-14", 1): 0.78}
+    _patch_runs(monkeypatch, _table2_groups(accs))
+    t = analysis.table2_frame("cpu")
+    q = [("R14 - R18", "ResNeSt-14", "ResNet-18"), ("R14 - b0", "ResNeSt-14", "EfficientNet-b0")]
+    g = analysis.table2_gaps(t, 2.4, q)
+    assert g.loc["R14 - R18", "seeds"] == 1 and g.loc["R14 - R18", "gap"] == pytest.approx(5.0)  # seed 0 only
+    assert g.loc["R14 - R18", "verdict"] == "ResNeSt-14 ahead"            # 5 >= 2 x 2.4
+    assert analysis.table2_gaps(t, 2.6, q).loc["R14 - R18", "verdict"] == "tie (gap < 2 SD)"  # 5 < 2 x 2.6
+    assert g.loc["R14 - b0", "verdict"] == "not both finished"
+    assert list(analysis.table2_gaps(t, 2.4).index) == [name for name, _, _ in analysis.TABLE2_QUESTIONS]
+
+
+def test_seed_sds_pool_each_table_and_the_rule_takes_the_larger(monkeypatch):
+    accs = {("ResNeSt-14", 0): 0.80, ("ResNeSt-14", 1): 0.78, ("ResNet-18", 0): 0.75}
+    table1 = {("A", s): a for s, a in enumerate((0.80, 0.81, 0.82))}
+    table1 |= {("B", s): a for s, a in enumerate((0.7, 0.7, 0.7))}
+    _patch_runs(monkeypatch, _table2_groups(accs, table1))
+    sds = analysis.seed_sds("cpu")
+    assert sds.loc["Table II (chapter 7)", "SD"] == pytest.approx(2 ** 0.5)
+    assert sds.loc["Table II (chapter 7)", "networks with 2+ seeds"] == 1
+    assert sds.loc["Table I (chapter 6)", "df"] == 4
+    assert sds.loc["Table I (chapter 6)", "SD"] == pytest.approx((2 / 4) ** 0.5)  # (1 + 0) x 2 df over 4 df
+    assert analysis.tie_sd(sds) == pytest.approx(2 ** 0.5)
+    _patch_runs(monkeypatch, _table2_groups({("ResNeSt-14", 0): 0.8}))
+    assert analysis.tie_sd(analysis.seed_sds("cpu")) is None
+
+
 def test_mcnemar_by_seed_reads_the_stored_predictions(real_data_root, monkeypatch):
     monkeypatch.setenv("COURSE_DATA", str(real_data_root))
     cfg = dict(dataset="cifar10", images=100, val_size=100, split_seed=0, test_images=100)
@@ -70,3 +153,72 @@ def test_transfer_tables_pair_cells_by_seed_and_fold():
     diffs = [100 * (380 + f - 360) / 400 for f in range(5)] + [100 * (370 - 350) / 400]
     assert abs(c.loc["A vs B", "difference"] - sum(diffs) / 6) < 1e-9
     assert c.loc["A vs B", "CI low"] < c.loc["A vs B", "difference"] < c.loc["A vs B", "CI high"]
+
+
+def _transfer_cells():
+    """Every run of TRANSFER_CONTRASTS on 2 seeds x 5 folds of 400 photos: a large (seed, fold) effect that
+    every run shares, a fixed shift per run (photos) and a little noise per run and cell."""
+    shift = {"ResNeSt-50 (fine-tuned)": 8, "ResNet-50 (fine-tuned)": 0, "ResNeSt-50 (from scratch)": -40,
+             "ResNet-50 (from scratch)": -40, "ResNeSt-50 (linear probe)": -12, "ResNet-50 (linear probe)": -1,
+             "ResNeSt-14-2s1x64d (Table I weights)": 0, "ResNet-14-0s1x64d (Table I weights)": 0}
+    cells = {}
+    for i, (label, d) in enumerate(shift.items()):
+        for seed in (0, 1):
+            for fold in range(5):
+                noise = ((3 * i + 7 * fold + 5 * seed) % 5) - 2              # -2..2 photos
+                cells.setdefault(label, {})[(seed, fold)] = (280 + 12 * fold + 9 * seed + d + noise, 400)
+    return cells
+
+
+def test_transfer_contrasts_declare_two_main_and_holm_the_rest():
+    from course_lib.study import stats
+    cells = _transfer_cells()
+    c = analysis.transfer_contrasts(cells)
+    assert list(c.index) == [q for q, _, _ in analysis.TRANSFER_CONTRASTS]
+    assert list(c.index[c.main]) == list(analysis.TRANSFER_MAIN) == [analysis.TRANSFER_CONTRASTS[0][0],
+                                                                    analysis.TRANSFER_CONTRASTS[-1][0]]
+    assert c[c.main]["p (Holm)"].isna().all() and (c.cells == 10).all()
+    others = c[~c.main]
+    assert list(others["p (Holm)"]) == pytest.approx(stats.holm(list(others.p)))
+    assert (others["p (Holm)"] >= others.p).all()
+    main = c.loc[analysis.TRANSFER_CONTRASTS[0][0]]
+    assert main["difference"] == pytest.approx(2.0, abs=0.5) and main["CI low"] > 0
+    assert main["verdict"] == "differs (95 % CI excludes 0)"
+    # paired by (seed, fold) the shared effect cancels; the same cells unpaired show nothing
+    a, b = (list(v.values()) for v in (cells["ResNeSt-50 (fine-tuned)"], cells["ResNet-50 (fine-tuned)"]))
+    assert stats.welch([100 * x / n for x, n in a], [100 * x / n for x, n in b])["p"] > 0.05
+    assert c.loc[analysis.TRANSFER_CONTRASTS[-1][0], "verdict"] == "no difference shown"
+    assert c.loc["pretraining pays: ResNeSt-50", "verdict"] == "differs (Holm's p < 0.05)"
+    assert c.loc["fine-tuning against a linear probe: ResNet-50", "verdict"] == "no difference shown"
+
+
+def test_transfer_contrasts_say_when_cells_are_missing():
+    cells = {label: {(0, 0): got[(0, 0)]} for label, got in _transfer_cells().items()}
+    c = analysis.transfer_contrasts(cells)
+    assert (c["verdict"] == "needs >= 2 cells of both").all() and c["p (Holm)"].isna().all()
+    assert (analysis.transfer_contrasts({})["cells"] == 0).all()
+
+
+def test_transfer_points_and_means():
+    cells = {"A": {(0, 0): (300, 400), (0, 1): (320, 400), (1, 0): (310, 400)}, "B": {(0, 0): (200, 400)}}
+    pts = analysis.transfer_points(cells)
+    assert len(pts) == 4 and list(pts[pts.run == "A"]["acc %"]) == [75.0, 80.0, 77.5]
+    assert list(pts[pts.run == "A"].fold) == [0, 1, 0] and list(pts[pts.run == "A"].seed) == [0, 0, 1]
+    m = analysis.transfer_means(cells)
+    half = 4.302653 * 2.5 / 3 ** 0.5                                 # t(0.975, 2) x SD / sqrt(3)
+    assert m.loc["A", "mean %"] == pytest.approx(77.5)
+    assert m.loc["A", "CI low"] == pytest.approx(77.5 - half, abs=1e-4)
+    assert m.loc["A", "CI high"] == pytest.approx(77.5 + half, abs=1e-4)
+    assert m.loc["B", "cells"] == 1 and m.loc[["B"], ["CI low", "CI high"]].isna().all(axis=None)
+    assert analysis.transfer_points({}).empty and analysis.transfer_means({}).empty
+
+
+def test_transfer_cells_count_finished_runs_with_predictions(monkeypatch):
+    from types import SimpleNamespace
+    spec = lambda label, seed, fold: SimpleNamespace(label=label, seed=seed, fold=fold)  # noqa: E731
+    done = {"status": "finished", "test_acc": 0.7525, "test_predictions": {"n": 400}}
+    groups = {"transfer": [(spec("A", 0, 0), done), (spec("A", 0, 1), {**done, "status": "running"}),
+                           (spec("A", 1, 0), {**done, "test_predictions": None}), (spec("B", 0, 0), None)],
+              "transfer-table1": [(spec("C", 2, 4), {**done, "test_acc": 0.5, "test_predictions": {"n": 399}})]}
+    monkeypatch.setattr(analysis, "runs", lambda chapter, profile, group, directory=None: groups[group])
+    assert analysis.transfer_cells("cpu") == {"A": {(0, 0): (301, 400)}, "C": {(2, 4): (200, 399)}}

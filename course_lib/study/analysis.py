@@ -8,7 +8,7 @@ multiplicity with Holm's method.
 """
 from __future__ import annotations
 
-from .report import REPORT_TABLE1, TABLE1_PAIRS
+from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
 from .specs import find, protocol, results_dir
 from .stats import holm, mcnemar, paired_ci
 
@@ -166,6 +166,135 @@ def progress(chapter: str, profile: str, directory=None, group: str = "study") -
     return f"{done} of {len(group_runs)} {group} runs finished"
 
 
+# ------------------------------------------------------------------------------- Table II (chapter 7)
+# Declared in chapter 7 before its results: (question, first, second); the gap is first - second.
+# The first four are the report's readings of its Table II, the last is the book's own.
+TABLE2_QUESTIONS = (
+    ("report: deeper ResNeSt is worse (14 vs 50)", "ResNeSt-14", "ResNeSt-50"),
+    ("report: deeper ResNeSt is worse (14 vs 101)", "ResNeSt-14", "ResNeSt-101"),
+    ("report: bigger EfficientNet is worse (b0 vs b3)", "EfficientNet-b0", "EfficientNet-b3"),
+    ("report: ResNeSt beats EfficientNet of its size", "ResNeSt-14", "EfficientNet-b2"),
+    ("book: ResNeSt-14 against the fastest, ResNet-18", "ResNeSt-14", "ResNet-18"),
+)
+TIE_SDS = 2.0   # a gap smaller than this many seed SDs is a tie
+
+
+def table2_frame(profile: str, directory=None, params: dict | None = None):
+    """Per Table II network: seeds finished (of planned), test accuracy % per seed, mean, SD, params, the report's.
+
+    ``params``: {network: parameter count} for networks without a finished record (which carries its own).
+    """
+    import statistics
+
+    import pandas as pd
+    planned: dict = {}
+    acc: dict = {}
+    count = dict(params or {})
+    for s, rec in runs("07", profile, "study", directory):
+        planned.setdefault(s.label, []).append(s.seed)
+        if finished(rec):
+            acc.setdefault(s.label, {})[s.seed] = 100 * rec["test_acc"]
+            count[s.label] = rec.get("params") or count.get(s.label)
+    seeds = sorted({k for v in planned.values() for k in v})
+    rows = []
+    for name, mine in planned.items():
+        got = acc.get(name, {})
+        v = [got[k] for k in sorted(got)]
+        n = count.get(name)
+        rows.append({"network": name, "params (M)": None if n is None else round(n / 1e6, 2),
+                     "seeds": len(v), "planned": len(mine), **{f"seed {k} %": got.get(k) for k in seeds},
+                     "mean %": statistics.mean(v) if v else None,
+                     "SD": statistics.stdev(v) if len(v) > 1 else None,
+                     "report %": REPORT_TABLE2.get(name, (None,) * 4)[3]})
+    return pd.DataFrame(rows).set_index("network").apply(pd.to_numeric) if rows else pd.DataFrame()
+
+
+def pooled_sd(samples) -> tuple:
+    """(SD, degrees of freedom) pooled over the samples with two or more values; (None, 0) without any.
+
+    SD = sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)): each network's spread around its own mean.
+    """
+    import math
+    import statistics
+    used = [list(v) for v in samples if len(v) > 1]
+    df = sum(len(v) - 1 for v in used)
+    if not df:
+        return None, 0
+    return math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in used) / df), df
+
+
+def seed_sds(profile: str, directory=None):
+    """The seed SD (points) of the study's runs: pooled over Table II's networks with 2+ seeds, and Table I's."""
+    import pandas as pd
+    out = []
+    for source, chapter in (("Table II (chapter 7)", "07"), ("Table I (chapter 6)", "06")):
+        samples = [list(v.values()) for v in by_label(study_records(chapter, profile, directory)).values()]
+        sd, df = pooled_sd(samples)
+        out.append({"seeds of": source, "networks with 2+ seeds": sum(len(v) > 1 for v in samples),
+                    "df": df, "SD": sd})
+    frame = pd.DataFrame(out).set_index("seeds of")
+    frame["SD"] = pd.to_numeric(frame["SD"])
+    return frame
+
+
+def tie_sd(sds) -> float | None:
+    """The SD the tie rule uses: the larger of those :func:`seed_sds` measured (None before any)."""
+    known = [x for x in sds["SD"] if x is not None and x == x]
+    return max(known) if known else None
+
+
+def tie_verdict(gap, sd, first: str = "first", second: str = "second", k: float = TIE_SDS) -> str:
+    """Chapter 7's rule: a gap (points) smaller than k seed SDs is a tie; otherwise the one ahead."""
+    if gap is None or gap != gap:
+        return "not both finished"
+    if sd is None or sd != sd:
+        return "no seed SD yet"
+    if abs(gap) < k * sd:
+        return f"tie (gap < {k:g} SD)"
+    return f"{first if gap > 0 else second} ahead"
+
+
+def table2_gaps(table, sd, questions=TABLE2_QUESTIONS, k: float = TIE_SDS):
+    """Each declared question: the gap (points) over the seeds both networks have, and the tie rule's verdict."""
+    import pandas as pd
+    cols = [c for c in table.columns if str(c).startswith("seed ") and str(c).endswith(" %")]
+    out = []
+    for question, a, b in questions:
+        both = [(table.at[a, c], table.at[b, c]) for c in cols if a in table.index and b in table.index]
+        d = [x - y for x, y in both if pd.notna(x) and pd.notna(y)]
+        gap = sum(d) / len(d) if d else None
+        out.append({"question": question, "first": a, "second": b, "seeds": len(d), "gap": gap,
+                    f"{k:g} SD": None if sd is None else k * sd, "verdict": tie_verdict(gap, sd, a, b, k)})
+    frame = pd.DataFrame(out).set_index("question")
+    for col in ("gap", f"{k:g} SD"):
+        frame[col] = pd.to_numeric(frame[col])
+    return frame
+
+
+def table2_setting(profile: str, directory=None) -> str:
+    """Data, images, epochs, seeds, recipe and hardware of Table II's study runs (two lines, for a figure)."""
+    group = runs("07", profile, "study", directory)
+    if not group:
+        return f"no Table II study runs in the '{profile}' profile"
+    first = group[0][0]
+    by_seed: dict = {}
+    for s, _ in group:
+        by_seed.setdefault(s.seed, []).append(s.label)
+    n = len({s.label for s, _ in group})
+    seeds = "; ".join(f"seed {k}: {f'all {n} networks' if len(v) == n else ', '.join(v)}"
+                      for k, v in sorted(by_seed.items()))
+    images = "45,000" if first.images is None else f"{first.images:,}"
+    hardware = sorted({_hardware(rec) for _, rec in group if finished(rec)})
+    return (f"CIFAR-10, {images} training images, {first.epochs} epoch{'s' * (first.epochs != 1)}, "
+            f"'{first.recipe}' recipe (peak lr {first.recipe_fields.get('lr', 'default')}), {first.precision}; "
+            f"{seeds}\ntraining hardware: " + ("; ".join(hardware) if hardware else "no run finished yet"))
+
+
+def _hardware(rec: dict) -> str:
+    hw = rec.get("hardware") or {}
+    return hw.get("gpu") or f"{hw.get('cpu') or 'CPU'} ({hw.get('torch_threads')} threads)"
+
+
 # ------------------------------------------------------------------------------- transfer (chapter 8)
 # (question, variant, baseline): labels of protocol('08') runs, paired by (seed, fold)
 TRANSFER_CONTRASTS = (
@@ -177,6 +306,8 @@ TRANSFER_CONTRASTS = (
     ("ResNeSt-14 against ResNet-14, from Table I's own seeds", "ResNeSt-14-2s1x64d (Table I weights)",
      "ResNet-14-0s1x64d (Table I weights)"),
 )
+# The two questions chapter 8 reads as they are; the other rows of TRANSFER_CONTRASTS get Holm's correction
+TRANSFER_MAIN = (TRANSFER_CONTRASTS[0][0], TRANSFER_CONTRASTS[-1][0])
 
 
 def transfer_cells(profile: str, directory=None) -> dict:
@@ -204,21 +335,58 @@ def transfer_table(cells: dict):
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
-def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.95):
+def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.95, main=TRANSFER_MAIN):
     """Paired mean difference of accuracy (points) over the (seed, fold) cells both runs have, with its CI.
 
     The folds share most of their training photos, so the cells are not independent and the interval is
     an approximation (k-fold cross-validation has no unbiased variance estimate); it does carry the
     seed-to-seed and fold-to-fold variation, not only the sampling error of one test fold.
+    The questions in ``main`` are read as they are; the others' p-values get Holm's correction.
     """
     import pandas as pd
     out = []
     for question, a, b in pairs:
         acc = {lab: {k: 100 * c / n for k, (c, n) in cells.get(lab, {}).items()} for lab in (a, b)}
         c = paired_ci(acc[a], acc[b], level)
-        out.append({"question": question, "cells": c["n"], "difference": c["diff"], "CI low": c["low"],
-                    "CI high": c["high"], "p": c["p"]})
+        out.append({"question": question, "main": question in main, "cells": c["n"], "difference": c["diff"],
+                    "CI low": c["low"], "CI high": c["high"], "p": c["p"]})
+    extra = [r for r in out if not r["main"] and r["p"] is not None]
+    for r in out:
+        r["p (Holm)"] = None
+    for r, p in zip(extra, holm([r["p"] for r in extra])):
+        r["p (Holm)"] = p
+    for r in out:
+        p = r["p"] if r["main"] else r["p (Holm)"]
+        r["verdict"] = ("needs >= 2 cells of both" if p is None else "no difference shown" if p >= 1 - level else
+                        "differs (95 % CI excludes 0)" if r["main"] else "differs (Holm's p < 0.05)")
     return pd.DataFrame(out).set_index("question")
+
+
+def transfer_points(cells: dict):
+    """One row per (run, seed, fold) cell: photos right, photos tested, accuracy %."""
+    import pandas as pd
+    rows = [{"run": label, "seed": s, "fold": f, "correct": c, "tested": n, "acc %": 100 * c / n}
+            for label, got in cells.items() for (s, f), (c, n) in sorted(got.items())]
+    return pd.DataFrame(rows, columns=["run", "seed", "fold", "correct", "tested", "acc %"])
+
+
+def transfer_means(cells: dict, level: float = 0.95):
+    """Per run: mean accuracy (%) over its (seed, fold) cells with a t interval (as approximate as
+    :func:`transfer_contrasts`'); no interval below 2 cells."""
+    import math
+    import statistics
+
+    import pandas as pd
+    from scipy import stats
+    rows = []
+    for label, got in cells.items():
+        acc = [100 * c / n for c, n in got.values()]
+        mean, half = statistics.mean(acc), None
+        if len(acc) > 1:
+            half = stats.t.ppf(0.5 + level / 2, len(acc) - 1) * statistics.stdev(acc) / math.sqrt(len(acc))
+        rows.append({"run": label, "cells": len(acc), "mean %": mean,
+                     "CI low": None if half is None else mean - half, "CI high": None if half is None else mean + half})
+    return pd.DataFrame(rows, columns=["run", "cells", "mean %", "CI low", "CI high"]).set_index("run")
 
 
 # ------------------------------------------------------------------------------- latency (chapter 7)
