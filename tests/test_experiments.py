@@ -165,6 +165,25 @@ def test_collect_counts_running_records_as_missing(tmp_path):
     assert specs.command("smoke", "06") in tables.missing_text(rows, "smoke", "06")
 
 
+def test_collect_flags_finished_runs_whose_loss_exploded(tmp_path):
+    # records written before the engine stored such runs as 'diverged' still say 'finished'
+    spec = specs.study("07", "smoke")[0]
+    config = specs.run_config(spec)
+    base = {"key": res.config_key(config), "config": config, "status": "finished", "test_acc": 0.1,
+            "test_loss": 2.4, "params": 1}
+    res.write_record({**base, "history": [{"epoch": 1, "train_loss": 4.6}, {"epoch": 2, "train_loss": 3.1}]},
+                     tmp_path)
+    rows = tables.collect("07", "smoke", tmp_path)
+    row = rows[rows.label == spec.label].iloc[0]
+    assert "above ln(10)" in row.exploded
+    assert tables.summary(rows).loc[spec.label, "loss exploded"] == "1 of 1"
+    res.write_record({**base, "history": [{"epoch": 1, "train_loss": 4.6}, {"epoch": 2, "train_loss": 2.1}]},
+                     tmp_path)
+    rows = tables.collect("07", "smoke", tmp_path)
+    assert rows[rows.label == spec.label].exploded.isna().all()
+    assert tables.summary(rows).loc[spec.label, "loss exploded"] == "0 of 1"
+
+
 def test_welch_and_compare():
     from scipy.stats import ttest_ind
     a, b = [60.0, 61.0, 62.0], [58.0, 58.5, 59.5]

@@ -9,6 +9,8 @@ come from and what is still to be trained.
 from __future__ import annotations
 
 from ..engine import records as res
+from ..engine.data import DATASETS
+from ..engine.train import loss_exploded
 from .queue import load_latency, train
 from .specs import Spec, command, find, record_dirs, results_dir, study
 from .stats import pooled_std, welch
@@ -49,7 +51,8 @@ def collect(chapter: str, profile: str, directory=None):
     """One row per run of the chapter: spec fields + record fields (None where not finished).
 
     A record still being written (status 'running') counts as missing, so what a chapter
-    shows depends on finished, committed records only.
+    shows depends on finished, committed records only. ``exploded`` says why a finished run
+    had in fact diverged (records written before the engine stored such runs as 'diverged').
     """
     import pandas as pd
     directory = results_dir(profile, directory)
@@ -64,8 +67,16 @@ def collect(chapter: str, profile: str, directory=None):
                      "status": rec.get("status", "missing"), "test_acc": rec.get("test_acc"),
                      "val_acc": rec.get("val_acc"), "params": rec.get("params"),
                      "train_images": _train_images(s), "wall_seconds": rec.get("wall_seconds"),
-                     "hardware": _hardware_text(hw, rec.get("settings") or {})})
+                     "hardware": _hardware_text(hw, rec.get("settings") or {}), "exploded": _exploded(s, rec)})
     return pd.DataFrame(rows)
+
+
+def _exploded(spec: Spec, rec: dict) -> str | None:
+    """Why a finished run's loss exploded (:func:`~course_lib.engine.train.loss_exploded`), or None."""
+    hist = rec.get("history")
+    if not hist or not isinstance(hist[-1], dict) or hist[-1].get("train_loss") is None:
+        return None
+    return loss_exploded(rec["history"], DATASETS[spec.dataset]["num_classes"], {"test_loss": rec.get("test_loss")})
 
 
 def _train_images(spec: Spec) -> int | None:
@@ -137,6 +148,7 @@ def summary(rows, latency: dict | None = None, report: dict | None = None, group
             "img/s": None if not lat else round(lat["img_per_s"]),
             "accuracy %": res.mean_std(acc.mean(), acc.std() if len(acc) > 1 else None) if len(acc) else "-",
             "seeds": len(acc),
+            "loss exploded": f"{done.exploded.notna().sum()} of {len(done)}" if len(done) else "-",
             "report params (M)": rep[0] if rep else None,
             "report ms / img/s": f"{rep[1]:.4f} / {rep[2]}" if rep else "-",
             "report accuracy %": f"{rep[3]:.2f}" if rep else "-",
