@@ -140,6 +140,20 @@ def test_chapter6_study_probe_and_zero_init_claims():
     assert b > a and f"show the same rise ({a:.2f} to {b:.2f} for seed 0)" in text
 
 
+def test_chapter6_precision_claims():
+    from course_lib.study import analysis
+    text = " ".join(_source("06").split())
+    table, d = analysis.precision_table("cpu")
+    if table.notna().sum().sum() < 8:
+        pytest.skip("the precision check is not all committed")
+    assert d["diff"] < 0 and d["low"] < 0 < d["high"]
+    assert f"bfloat16 ended {-d['diff']:.2f} points below float32 on average" in text
+    assert f"interval of [{d['low']:+.2f}, {d['high']:+.2f}] points: no difference is shown" in text
+    gaps = table["bf16 %"] - table["fp32 %"]
+    assert f"gaps range from {gaps.max():+.2f} to {gaps.min():+.2f} points" in text
+    assert f"the runs reached {table.min().min():.2f} % to {table.max().max():.2f} %, far above chance" in text
+
+
 def test_chapter7_latency_grid_claims():
     from course_lib.study import analysis, latency
     path = ROOT / "results" / "cpu" / latency.GRID_FILE
