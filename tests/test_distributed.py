@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from course_lib.engine import train as tr
 from course_lib.engine.device import RunSettings
 
 from helpers_ddp import Plain
+from helpers_wait import communicate, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = dict(images=301, val_size=100, test_images=100, batch_size=64, epochs=3, drop_rate=None, precision="fp32",
@@ -81,7 +81,7 @@ def _torchrun(folder: Path, mode: str, data_root) -> subprocess.Popen:
 
 
 def _finish(proc: subprocess.Popen, folder: Path) -> dict:
-    out, _ = proc.communicate(timeout=600)
+    out, _ = communicate(proc)
     assert proc.returncode == 0, out[-3000:]
     return json.loads((folder / "record.json").read_text())
 
@@ -139,12 +139,11 @@ def test_torchrun_run_killed_in_its_second_epoch_resumes_exactly(ddp_run, tmp_pa
     folder = tmp_path / "killed"
     proc = _torchrun(folder, "stall", real_data_root)
     try:
-        deadline = time.time() + 600
-        while not (folder / "stalled").exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: (folder / "stalled").exists() or proc.poll() is not None, [proc.pid],
+                   "torchrun before its second epoch")
         assert (folder / "stalled").exists(), proc.communicate()[0][-3000:]
         _kill_ranks(folder)                                          # SIGKILL both training processes
-        proc.communicate(timeout=120)                                # torchrun sees them die and stops
+        communicate(proc)                                            # torchrun sees them die and stops
     finally:
         _kill_ranks(folder)
         if proc.poll() is None:

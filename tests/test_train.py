@@ -267,10 +267,13 @@ KILLED_CHILD = """
 import sys, time
 from tests.test_train import Tiny, QUICK
 from course_lib.engine.runner import run
-# after epoch 1 (its checkpoint is written before the callback) the child waits, long enough for a
-# parent slowed by a busy machine to see the checkpoint and kill it mid-run
-run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None,
-    callback=lambda epoch, *a: time.sleep(120 if epoch == 1 else 0.3),
+# after epoch 1 (its checkpoint is written before the callback) the child waits until the parent,
+# however slow, sees the checkpoint and kills it mid-run
+def wait_for_the_kill(epoch, *args):
+    while epoch == 1:
+        time.sleep(1)
+
+run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None, callback=wait_for_the_kill,
     results_dir=sys.argv[1], runs_dir=sys.argv[2], data_root=sys.argv[3],
     **{k: v for k, v in QUICK.items() if k not in ("batch_size", "epochs", "drop_rate")})
 """
@@ -279,18 +282,18 @@ run(Tiny, "book", batch_size=64, epochs=3, drop_rate=None,
 def test_process_killed_with_sigkill_resumes_exactly(dirs, tmp_path):
     import subprocess
     import sys
-    import time
     from pathlib import Path
+
+    from helpers_wait import wait_until
     root = Path(__file__).resolve().parents[1]
     killed = dict(dirs, results_dir=tmp_path / "kr", runs_dir=tmp_path / "kc")
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(killed["results_dir"]),
                               str(killed["runs_dir"]), str(dirs["data_root"])], cwd=root)
-    deadline = time.time() + 600    # only reached when something is broken: the loop ends at epoch 1
-    while time.time() < deadline and child.poll() is None:
+    def after_epoch_1():
         found = list(killed["runs_dir"].glob("*.pt"))
-        if found and torch.load(found[0], weights_only=False)["epoch"] >= 1:
-            break
-        time.sleep(0.05)
+        return child.poll() is not None or bool(found) and torch.load(found[0], weights_only=False)["epoch"] >= 1
+    wait_until(after_epoch_1, [child.pid], "a training process before its first checkpoint", poll=0.05)
+    assert child.poll() is None, "the child ended before it was killed"
     child.kill()  # SIGKILL: no cleanup, no except/finally in the child
     child.wait()
     assert torch.load(next(killed["runs_dir"].glob("*.pt")), weights_only=False)["epoch"] < 3

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from course_lib.engine import distributed
 from course_lib.engine import records as res
 from course_lib.instructor import experiments as cli
 from course_lib.study import queue, specs
+from helpers_wait import communicate, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "--profile", "smoke", "--chapter", "06", "--group", "probe"]
@@ -82,12 +82,11 @@ def test_two_workers_train_every_run_once_and_match_one_process(tmp_path, monkey
         proc = subprocess.Popen(_command(*ARGS, "--results", str(two), "--workers", "2"), cwd=ROOT,
                                 env=_env(real_data_root, tmp_path / "r2"), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 900
-        while len(_finished(two)) < 2 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: len(_finished(two)) >= 2 or proc.poll() is not None, [proc.pid],
+                   "two workers training the free runs", poll=0.2)
         assert _finished(two) == keys - {specs.run_key(held)}, proc.communicate()[0][-3000:] if proc.poll() else ""
         assert proc.poll() is None                              # the workers wait for the held run
-    out, _ = proc.communicate(timeout=900)                      # the lock is free: one of them trains it
+    out, _ = communicate(proc)                                  # the lock is free: one of them trains it
     assert proc.returncode == 0, out[-3000:]
     assert "2 of 2 workers finished" in out
     assert out.count(f"skipped, another process is training it: {held.describe()}") == 2
@@ -106,14 +105,15 @@ def test_torchrun_trains_the_queue_with_rank_0_writing_once(tmp_path, real_data_
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "course_lib.experiments", *ARGS, "--results", str(results)]
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(real_data_root, tmp_path / "runs"), capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(real_data_root, tmp_path / "runs"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = communicate(proc)
+    assert proc.returncode == 0, (out + err)[-3000:]
     records = _records(results)
     assert set(records) == {specs.run_key(s) for s in runs}
     assert all(r["status"] == "finished" and r["settings"]["world_size"] == 2 for r in records.values())
     assert all(c == [1, 1] for c in _log_counts(results).values()), _log_counts(results)
-    assert done.stdout.count("[1/3]") == 1                      # rank 0 alone prints
+    assert out.count("[1/3]") == 1                      # rank 0 alone prints
 
 
 # --------------------------------------------------------------------------- the command line
