@@ -284,15 +284,11 @@ def table2_setting(profile: str, directory=None) -> str:
     seeds = "; ".join(f"seed {k}: {f'all {n} networks' if len(v) == n else ', '.join(v)}"
                       for k, v in sorted(by_seed.items()))
     images = "45,000" if first.images is None else f"{first.images:,}"
-    hardware = sorted({_hardware(rec) for _, rec in group if finished(rec)})
+    from .tables import hardware_text
+    hardware = sorted({hardware_text(rec.get("hardware") or {}) for _, rec in group if finished(rec)})
     return (f"CIFAR-10, {images} training images, {first.epochs} epoch{'s' * (first.epochs != 1)}, "
             f"'{first.recipe}' recipe (peak lr {first.recipe_fields.get('lr', 'default')}), {first.precision}; "
             f"{seeds}\ntraining hardware: " + ("; ".join(hardware) if hardware else "no run finished yet"))
-
-
-def _hardware(rec: dict) -> str:
-    hw = rec.get("hardware") or {}
-    return hw.get("gpu") or f"{hw.get('cpu') or 'CPU'} ({hw.get('torch_threads')} threads)"
 
 
 # ------------------------------------------------------------------------------- transfer (chapter 8)

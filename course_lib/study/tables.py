@@ -67,7 +67,7 @@ def collect(chapter: str, profile: str, directory=None):
                      "status": rec.get("status", "missing"), "test_acc": rec.get("test_acc"),
                      "val_acc": rec.get("val_acc"), "params": rec.get("params"),
                      "train_images": _train_images(s), "wall_seconds": rec.get("wall_seconds"),
-                     "hardware": _hardware_text(hw, rec.get("settings") or {}), "exploded": _exploded(s, rec)})
+                     "hardware": hardware_text(hw, (rec.get("settings") or {}).get("precision", "float32")), "exploded": _exploded(s, rec)})
     return pd.DataFrame(rows)
 
 
@@ -85,11 +85,12 @@ def _train_images(spec: Spec) -> int | None:
     return {"cifar10": 50_000 - (5_000 if spec.val_size is None else spec.val_size), "hotdog": None}[spec.dataset]
 
 
-def _hardware_text(hw: dict, settings: dict) -> str:
+def hardware_text(hw: dict, precision: str | None = None) -> str:
+    """A record's hardware in a few words: the GPU, or the CPU and its threads (and the precision)."""
     if not hw:
         return ""
     what = hw.get("gpu") or f"{hw.get('cpu') or 'CPU'} ({hw.get('torch_threads')} threads)"
-    return f"{what}, {settings.get('precision', 'float32')}"
+    return f"{what}, {precision}" if precision else what
 
 
 def missing(chapter: str, profile: str, directory=None) -> list[Spec]:
