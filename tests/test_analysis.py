@@ -222,3 +222,13 @@ def test_transfer_cells_count_finished_runs_with_predictions(monkeypatch):
               "transfer-table1": [(spec("C", 2, 4), {**done, "test_acc": 0.5, "test_predictions": {"n": 399}})]}
     monkeypatch.setattr(analysis, "runs", lambda chapter, profile, group, directory=None: groups[group])
     assert analysis.transfer_cells("cpu") == {"A": {(0, 0): (301, 400)}, "C": {(2, 4): (200, 399)}}
+
+
+def test_study_costs_count_image_passes_weighted_by_inference_time():
+    from course_lib.study import analysis, report
+    flat = {m: 2.0 for m in report.TABLE1 + report.TABLE2}           # every network as slow as ResNeSt-14
+    cost = analysis.study_costs("cpu", flat)
+    assert list(cost.values) == [round(14 * 20_000 * 8 / 1e6, 1), round(30 * 45_000 * 10 / 1e6, 1),
+                                 round(10 * 3 * 45_000 * 10 / 1e6, 1)]
+    slow = dict(flat, **{"ResNeSt-101": 8.0})                        # one network 4x slower
+    assert analysis.study_costs("cpu", slow).iloc[0] == round((13 + 4) * 20_000 * 8 / 1e6, 1)

@@ -183,11 +183,8 @@ def test_chapter7_latency_grid_claims():
     assert t2["ResNeSt-101"] > 3 and 2 < t2["EfficientNet-b3"] < 3
     assert "ResNeSt-101 costs more than three times as much per image as ResNeSt-14 and EfficientNet-b3 more " \
            "than twice as much" in text
-    from course_lib.study import specs                            # the budget, weighted by that cost
-    cost = lambda runs: sum((s.images or 45_000) * s.epochs * t2[s.model] for s in runs)  # noqa: E731
-    table1 = cost([s for s in specs.protocol("06", "cpu") if s.group == "study"])
-    study = cost([s for s in specs.protocol("07", "cpu") if s.group == "study"])
-    assert study < table1 / 2 < table1 < sum(3 * 45_000 * 10 * t2[m] for m in ex.TABLE2)
+    study, table1, at_table1_scale = analysis.study_costs("cpu", w[(64, 1)])   # the budget, weighted by that cost
+    assert study < table1 / 2 < table1 < at_table1_scale
     assert "adds less than half of Table I's study" in text and "would cost more than Table I's whole study" in text
 
 

@@ -291,6 +291,38 @@ def table2_setting(profile: str, directory=None) -> str:
             f"{seeds}\ntraining hardware: " + ("; ".join(hardware) if hardware else "no run finished yet"))
 
 
+def find_grid(profile: str, directory=None) -> dict | None:
+    """The latency grid of a profile (the first folder of ``record_dirs`` that has one, checked), or None."""
+    from .latency import GRID_FILE, load_grid
+    from .specs import record_dirs
+    path = next((d / GRID_FILE for d in record_dirs(profile, directory) if (d / GRID_FILE).exists()), None)
+    return load_grid(path) if path else None
+
+
+def grid_cell(frame, batch: int = 64, threads: int = 1, clock: str = "wall"):
+    """One cell of every model in a ``latency_frame``: median and quartiles (ms per image), by model."""
+    return frame[(frame.batch == batch) & (frame.threads == threads) & (frame.clock == clock)].set_index("model")
+
+
+def study_costs(profile: str, ms_per_image, unit: str = "ResNeSt-14"):
+    """Training cost of Table II's study, of chapter 6's Table I study, and of Table II at Table I's scale.
+
+    In millions of ``unit`` image passes: images x epochs of every run, each weighted by its network's
+    inference time per image (``ms_per_image``, by model) over ``unit``'s, a rough stand-in for training time.
+    """
+    import pandas as pd
+    weight = {m: ms / ms_per_image[unit] for m, ms in ms_per_image.items()}
+    passes = lambda s: (s.images or 45_000) * s.epochs                                  # noqa: E731
+    table2 = [s for s in protocol("07", profile) if s.group == "study"]
+    table1 = [s for s in protocol("06", profile) if s.group == "study"]
+    seeds1 = min(sum(1 for s in table1 if s.label == name) for name in {s.label for s in table1})
+    rows = {f"Table II, this protocol ({len(table2)} runs)": sum(passes(s) * weight[s.model] for s in table2),
+            f"Table I, chapter 6's study ({len(table1)} runs)": sum(passes(s) * weight[s.model] for s in table1),
+            f"Table II at Table I's scale ({seeds1} seeds)":
+                sum(seeds1 * passes(table1[0]) * weight[m] for m in dict.fromkeys(s.model for s in table2))}
+    return pd.Series({k: round(v / 1e6, 1) for k, v in rows.items()}, name=f"M {unit} image passes")
+
+
 # ------------------------------------------------------------------------------- transfer (chapter 8)
 # (question, variant, baseline): labels of protocol('08') runs, paired by (seed, fold)
 TRANSFER_CONTRASTS = (
