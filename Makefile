@@ -27,6 +27,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $@
 
 book: $(STAMP) web-assets
+	$(PY) -m course_lib.engine.data   # caches checked and repaired here, so no chapter prints a repair notice
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in _build/html/index.html"
 

@@ -1,5 +1,6 @@
 """course_lib.engine.data: the real data sets load, splits are fixed, and a missing set says what to do."""
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,3 +94,15 @@ def test_damaged_archive_is_refused(tmp_path, monkeypatch):
 def test_bad_split_name():
     with pytest.raises(ValueError, match="split must be one of"):
         data.load_cifar10("validation")
+
+
+def test_prepare_checks_both_caches_before_the_book_is_built(monkeypatch):
+    from course_lib.engine import data
+    seen = []
+    monkeypatch.setattr(data, "load_cifar10", lambda split, root=None: seen.append(("cifar", split, root)))
+    monkeypatch.setattr(data, "hotdog_dir", lambda root=None: seen.append(("hotdog", root)))
+    data.prepare("/some/root")
+    assert seen == [("cifar", "test", "/some/root"), ("hotdog", "/some/root")]
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    book = makefile.split("\nbook:", 1)[1].split("\n\n", 1)[0]
+    assert book.index("-m course_lib.engine.data") < book.index("jupyter-book build")

@@ -732,3 +732,18 @@ class DataConfig:
                          test_images=self.test_images,
                          image_size=self.image_size if self.dataset == "hotdog" else None, root=self.data_root,
                          folds=self.folds, fold=self.fold)
+
+
+def prepare(root=None) -> None:
+    """Check both data sets' caches (decoded CIFAR-10, unpacked Hotdog) and repair them now.
+
+    ``make book`` runs this (``python -m course_lib.engine.data``) before it executes the chapters, so
+    that a repair notice (a data archive replaced since the cache was made) lands in the terminal, not
+    in a chapter's output, where the strict build would fail on it.
+    """
+    load_cifar10("test", root=root)
+    hotdog_dir(root)
+
+
+if __name__ == "__main__":
+    prepare()
