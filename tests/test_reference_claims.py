@@ -135,6 +135,14 @@ def test_chapter6_study_probe_and_zero_init_claims():
     assert f"in the second epoch, to {loss[1]:.2f}, above $\\ln 10 \\approx 2.30$" in text
     rec = next(r for s, r in analysis.runs("06", "cpu", "zero-init") if r)
     assert f"it ended at {100 * rec['test_acc']:.2f} %" in text
+    both = analysis.zero_init_histories("cpu")
+    if len(both) == 2:                                              # the control without zero-init
+        zero, plain = both["last BN of each block at 0 (zero-init)"], both[
+            "last BN of each block at 1 (as the study builds it)"]
+        loss = [h["train_loss"] for h in plain["history"]]
+        assert loss[1] < loss[0] and f"its loss falls from the first epoch on ({loss[0]:.2f}, then {loss[1]:.2f})" in text
+        a, b = 100 * plain["test_acc"], 100 * zero["test_acc"]
+        assert f"ends at {a:.2f} % instead of {b:.2f} %, a gap of {a - b:.2f} points" in text
     fp32 = next(r for s, r in analysis.runs("06", "cpu", "precision") if s.precision == "fp32" and s.seed == 0)
     a, b = fp32["history"][0]["train_loss"], fp32["history"][1]["train_loss"]
     assert b > a and f"show the same rise ({a:.2f} to {b:.2f} for seed 0)" in text
