@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
 from .specs import find, protocol, results_dir
-from .stats import holm, mcnemar, paired_ci
+from .stats import holm, mcnemar, paired_ci, pooled_sd
 
 # Declared in chapter 6 before its results: (name, variant, baseline)
 MAIN_CONTRASTS = (
@@ -207,20 +207,6 @@ def table2_frame(profile: str, directory=None, params: dict | None = None):
                      "SD": statistics.stdev(v) if len(v) > 1 else None,
                      "report %": REPORT_TABLE2.get(name, (None,) * 4)[3]})
     return pd.DataFrame(rows).set_index("network").apply(pd.to_numeric) if rows else pd.DataFrame()
-
-
-def pooled_sd(samples) -> tuple:
-    """(SD, degrees of freedom) pooled over the samples with two or more values; (None, 0) without any.
-
-    SD = sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)): each network's spread around its own mean.
-    """
-    import math
-    import statistics
-    used = [list(v) for v in samples if len(v) > 1]
-    df = sum(len(v) - 1 for v in used)
-    if not df:
-        return None, 0
-    return math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in used) / df), df
 
 
 def seed_sds(profile: str, directory=None):

@@ -28,6 +28,20 @@ def pooled_std(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     return math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
 
+def pooled_sd(samples) -> tuple:
+    """(SD, degrees of freedom) pooled over the samples with two or more values; (None, 0) without any.
+
+    SD = sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)): each network's spread around its own mean.
+    """
+    import math
+    import statistics
+    used = [list(v) for v in samples if len(v) > 1]
+    df = sum(len(v) - 1 for v in used)
+    if not df:
+        return None, 0
+    return math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in used) / df), df
+
+
 def paired_ci(a, b, level: float = 0.95) -> dict:
     """Mean paired difference a_i - b_i with its t confidence interval, t statistic and p-value.
 
