@@ -90,6 +90,19 @@ def test_pooled_sd_weights_each_network_by_its_degrees_of_freedom():
     assert analysis.pooled_sd([[60], []]) == (None, 0)
 
 
+def test_seed_spread_pools_the_variants_and_judges_the_limit_by_its_interval():
+    def rows(table):
+        return [{"label": lab, "seed": k, "acc": a} for lab, accs in table.items() for k, a in enumerate(accs)]
+    assert analysis.seed_spread(rows({"A": [80.0], "B": [79.0]}))["verdict"] == "needs a variant with 2+ seeds"
+    tight = analysis.seed_spread(rows({v: [80.0 + d for d in (-0.3, 0.0, 0.3)] for v in "ABCDEFG"}))
+    assert tight["df"] == 14 and tight["sd"] == pytest.approx(0.3) and tight["high"] < 1
+    assert tight["verdict"] == "at most 1 point"
+    wide = analysis.seed_spread(rows({v: [80.0 + d for d in (-3.0, 0.0, 3.0)] for v in "ABCDEFG"}))
+    assert wide["low"] > 1 and wide["verdict"] == "above 1 point: find out why"
+    few = analysis.seed_spread(rows({"A": [80.0, 81.2]}))       # SD 0.85 with 1 df: the interval is huge
+    assert few["low"] < 1 < few["high"] and few["verdict"] == "below 1 point, but the interval includes it"
+
+
 def test_tie_rule_tells_a_two_sd_tie_from_a_clear_gap(monkeypatch):
     assert analysis.tie_verdict(1.9, 1.0, "A", "B") == "tie (gap < 2 SD)"
     assert analysis.tie_verdict(2.1, 1.0, "A", "B") == "A ahead"

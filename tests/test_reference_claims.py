@@ -247,3 +247,16 @@ def test_chapter6_study_rate_claims():
     lo, hi = min(val.values()), max(val.values())
     assert f"within {hi - lo:.2f} points of each other in validation accuracy ({lo:.2f} % to {hi:.2f} %)" in text
     assert f"the study uses {best:g}." in text
+
+
+def test_chapter6_seed_spread_rule_claims():
+    """The spread rule the chapter states is the one analysis.seed_spread applies, with its interval's width."""
+    from scipy import stats
+
+    from course_lib.study import analysis
+    text = _source("06")
+    lo, hi = analysis.SEED_SD_EXPECTED
+    assert f"deviation of {lo:g} to {hi:g} points was expected (`analysis.SEED_SD_EXPECTED`)" in text
+    assert f"above {analysis.SEED_SD_LIMIT:g} point (`analysis.SEED_SD_LIMIT`)" in text
+    factor = math.sqrt(stats.chi2.ppf(0.975, 2) / stats.chi2.ppf(0.025, 2))   # high / low for 3 seeds
+    assert round(factor) == 12 and "its 95 % interval spans a factor of twelve" in text

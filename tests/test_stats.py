@@ -1,10 +1,11 @@
 """course_lib.study.stats: paired intervals, Holm's correction and McNemar's test against scipy's own."""
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sp
 
-from course_lib.study.stats import holm, mcnemar, paired_ci
+from course_lib.study.stats import holm, mcnemar, paired_ci, sd_ci
 
 
 def test_paired_interval_matches_a_one_sample_t_test_of_the_differences():
@@ -51,3 +52,14 @@ def test_mcnemar_counts_disagreements_and_matches_the_binomial_test():
     assert mcnemar([True, False], [True, False])["p"] == 1.0
     with pytest.raises(ValueError, match="same test images"):
         mcnemar([True], [True, False])
+
+
+def test_sd_interval_is_the_chi_square_interval_and_covers_as_often_as_it_says():
+    low, high = sd_ci(1.0, 2)                                   # df s^2 / sigma^2 ~ chi2(2)
+    assert low == pytest.approx(math.sqrt(2 / 7.3778), rel=1e-4) and high == pytest.approx(math.sqrt(2 / 0.050636), rel=1e-4)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 1.0, size=(4000, 3))                # 4,000 studies of 3 seeds, true SD 1
+    cover = [lo <= 1.0 <= hi for lo, hi in (sd_ci(s, 2) for s in draws.std(axis=1, ddof=1))]
+    assert 0.93 < sum(cover) / len(cover) < 0.97
+    with pytest.raises(ValueError, match="degree of freedom"):
+        sd_ci(1.0, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
 from .specs import find, protocol, results_dir
-from .stats import holm, mcnemar, paired_ci, pooled_sd
+from .stats import holm, mcnemar, paired_ci, pooled_sd, sd_ci
 
 # Declared in chapter 6 before its results: (name, variant, baseline)
 MAIN_CONTRASTS = (
@@ -56,6 +56,24 @@ def variants(rows, report=REPORT_TABLE1):
                       "SD": round(statistics.stdev(v), 2) if len(v) > 1 else None,
                       "report %": report.get(label, (None,) * 4)[3]})
     return pd.DataFrame(table).set_index("model") if table else pd.DataFrame()
+
+
+# Fixed before Table I's study runs: the seed SD expected at 45,000 images x 10 epochs, and the
+# limit above which the cause is looked for before more seeds are run.
+SEED_SD_EXPECTED = (0.3, 0.6)
+SEED_SD_LIMIT = 1.0
+
+
+def seed_spread(rows, level: float = 0.95, limit: float = SEED_SD_LIMIT) -> dict:
+    """The seed SD (points) pooled over the variants with 2+ seeds, its CI, and how it stands to ``limit``."""
+    sd, df = pooled_sd([list(v.values()) for v in by_label(rows).values()])
+    if sd is None:
+        return {"sd": None, "df": 0, "low": None, "high": None, "verdict": "needs a variant with 2+ seeds"}
+    low, high = sd_ci(sd, df, level)
+    verdict = (f"above {limit:g} point: find out why" if low > limit else
+               f"at most {limit:g} point" if high <= limit else
+               f"{'above' if sd > limit else 'below'} {limit:g} point, but the interval includes it")
+    return {"sd": sd, "df": df, "low": low, "high": high, "verdict": verdict}
 
 
 def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95):

@@ -42,6 +42,18 @@ def pooled_sd(samples) -> tuple:
     return math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in used) / df), df
 
 
+def sd_ci(sd: float, df: int, level: float = 0.95) -> tuple:
+    """Confidence interval of a standard deviation from its sample value and degrees of freedom.
+
+    (df s^2 / sigma^2 is chi-square with df degrees of freedom, for normal errors.)
+    """
+    from scipy import stats
+    if df < 1:
+        raise ValueError(f"sd_ci needs at least 1 degree of freedom, got {df}")
+    tail = (1 - level) / 2
+    return (sd * math.sqrt(df / stats.chi2.ppf(1 - tail, df)), sd * math.sqrt(df / stats.chi2.ppf(tail, df)))
+
+
 def paired_ci(a, b, level: float = 0.95) -> dict:
     """Mean paired difference a_i - b_i with its t confidence interval, t statistic and p-value.
 
