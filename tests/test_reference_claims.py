@@ -260,3 +260,13 @@ def test_chapter6_seed_spread_rule_claims():
     assert f"above {analysis.SEED_SD_LIMIT:g} point (`analysis.SEED_SD_LIMIT`)" in text
     factor = math.sqrt(stats.chi2.ppf(0.975, 2) / stats.chi2.ppf(0.025, 2))   # high / low for 3 seeds
     assert round(factor) == 12 and "its 95 % interval spans a factor of twelve" in text
+
+
+def test_chapter6_out_of_reach_interval_claim():
+    """Six seeds at a seed SD of 0.5, runs that share nothing: the paired interval's half-width."""
+    from scipy import stats
+    text = _source("06")
+    sd_diff = 0.5 * math.sqrt(2)
+    half = stats.t.ppf(0.975, 5) * sd_diff / math.sqrt(6)
+    assert f"$0.5\\sqrt{{2}} \\approx {sd_diff:.2f}$ points" in text
+    assert f"/ \\sqrt{{6}} \\approx \\pm {half:.2f}$ points" in text
