@@ -32,6 +32,12 @@ def test_contrasts_pair_seeds_declare_three_and_holm_the_rest():
     assert c["main"].sum() == 3 and c[c.main]["p (Holm)"].isna().all()
     others = c[~c.main]
     assert len(others) == 5 and (others["p (Holm)"] >= others["p"]).all()
+    # the secondary pairs' verdict follows Holm's p, not their unadjusted interval
+    assert list(others.verdict) == ["differs (Holm's p < 0.05)" if p < 0.05 else "no difference shown"
+                                    for p in others["p (Holm)"]]
+    assert "differs (Holm's p < 0.05)" in set(others.verdict)
+    only_main = analysis.contrasts(_rows(), pairs=())               # chapter 6's reading without one seed
+    assert list(only_main.index) == list(c.index[:3]) and only_main["p (Holm)"].isna().all()
 
 
 def test_contrasts_say_when_seeds_are_missing():
@@ -162,10 +168,17 @@ def test_transfer_tables_pair_cells_by_seed_and_fold():
     assert table.loc["A (fine-tuned)", "seed 0 %"] == round(100 * (5 * 380 + 10) / 2000, 2)
     assert table.loc["B (fine-tuned)", "cells (seed, fold)"] == 6
     c = analysis.transfer_contrasts(cells, [("A vs B", "A (fine-tuned)", "B (fine-tuned)")])
-    assert c.loc["A vs B", "cells"] == 6                         # only the cells both have
+    assert c.loc["A vs B", "n"] == 6                             # only the cells both have
     diffs = [100 * (380 + f - 360) / 400 for f in range(5)] + [100 * (370 - 350) / 400]
     assert abs(c.loc["A vs B", "difference"] - sum(diffs) / 6) < 1e-9
     assert c.loc["A vs B", "CI low"] < c.loc["A vs B", "difference"] < c.loc["A vs B", "CI high"]
+    # Nadeau and Bengio: the variance of the mean is (1/J + 1/4) s^2 for 5 folds, not s^2 / J
+    from scipy import stats as sp
+    mean = sum(diffs) / 6
+    s2 = sum((d - mean) ** 2 for d in diffs) / 5
+    half = sp.t.ppf(0.975, 5) * ((1 / 6 + 1 / 4) * s2) ** 0.5
+    assert c.loc["A vs B", "CI high"] == pytest.approx(mean + half)
+    assert c.loc["A vs B", "unit"] == "(seed, fold) cells, corrected"
 
 
 def _transfer_cells():
@@ -190,7 +203,10 @@ def test_transfer_contrasts_declare_two_main_and_holm_the_rest():
     assert list(c.index) == [q for q, _, _ in analysis.TRANSFER_CONTRASTS]
     assert list(c.index[c.main]) == list(analysis.TRANSFER_MAIN) == [analysis.TRANSFER_CONTRASTS[0][0],
                                                                     analysis.TRANSFER_CONTRASTS[-1][0]]
-    assert c[c.main]["p (Holm)"].isna().all() and (c.cells == 10).all()
+    assert c[c.main]["p (Holm)"].isna().all()
+    table1 = c.loc[analysis.TRANSFER_CONTRASTS[-1][0]]       # one pretraining per seed: the seed is the unit
+    assert table1["unit"] == "pretraining seeds (folds pooled)" and table1["n"] == 2
+    assert (c.drop(analysis.TRANSFER_CONTRASTS[-1][0]).n == 10).all()
     others = c[~c.main]
     assert list(others["p (Holm)"]) == pytest.approx(stats.holm(list(others.p)))
     assert (others["p (Holm)"] >= others.p).all()
@@ -208,8 +224,28 @@ def test_transfer_contrasts_declare_two_main_and_holm_the_rest():
 def test_transfer_contrasts_say_when_cells_are_missing():
     cells = {label: {(0, 0): got[(0, 0)]} for label, got in _transfer_cells().items()}
     c = analysis.transfer_contrasts(cells)
-    assert (c["verdict"] == "needs >= 2 cells of both").all() and c["p (Holm)"].isna().all()
-    assert (analysis.transfer_contrasts({})["cells"] == 0).all()
+    table1 = analysis.TRANSFER_CONTRASTS[-1][0]
+    assert (c.drop(table1)["verdict"] == "needs >= 2 cells of both").all() and c["p (Holm)"].isna().all()
+    assert c.loc[table1, "verdict"] == "needs >= 2 seeds with every fold of both" and c.loc[table1, "n"] == 0
+    assert (analysis.transfer_contrasts({})["n"] == 0).all()
+
+
+def test_transfer_table1_question_pairs_seeds_with_every_fold_pooled():
+    """Three pretraining runs per network: the contrast has 2 degrees of freedom, whatever the cells."""
+    from scipy import stats as sp
+    a, b = "ResNeSt-14-2s1x64d (Table I weights)", "ResNet-14-0s1x64d (Table I weights)"
+    cells = {a: {(s, f): (300 + 10 * s + f, 400) for s in range(3) for f in range(5)},
+             b: {(s, f): (300 + 2 * s * s, 400) for s in range(3) for f in range(5)}}
+    cells[b][(2, 4)] = (1, 399)
+    del cells[a][(2, 4)]                                        # seed 2 lacks a fold in one arm: not counted
+    c = analysis.transfer_contrasts(cells, [("q", a, b)], main=("q",)).loc["q"]
+    pooled = lambda arm, s: 100 * sum(cells[arm][(s, f)][0] for f in range(5)) / 2000   # noqa: E731
+    d = [pooled(a, s) - pooled(b, s) for s in (0, 1)]
+    assert c["n"] == 2 and c["difference"] == pytest.approx(sum(d) / 2)
+    half = sp.t.ppf(0.975, 1) * abs(d[0] - d[1]) / 2 ** 0.5 / 2 ** 0.5
+    assert c["CI high"] == pytest.approx(sum(d) / 2 + half)
+    m = analysis.transfer_means(cells)
+    assert m.loc[a, "n"] == 2 and m.loc[a, "cells"] == 14 and m.loc[a, "unit"].startswith("pretraining seeds")
 
 
 def test_transfer_points_and_means():
@@ -218,11 +254,11 @@ def test_transfer_points_and_means():
     assert len(pts) == 4 and list(pts[pts.run == "A"]["acc %"]) == [75.0, 80.0, 77.5]
     assert list(pts[pts.run == "A"].fold) == [0, 1, 0] and list(pts[pts.run == "A"].seed) == [0, 0, 1]
     m = analysis.transfer_means(cells)
-    half = 4.302653 * 2.5 / 3 ** 0.5                                 # t(0.975, 2) x SD / sqrt(3)
+    half = 4.302653 * ((1 / 3 + 1 / 4) * 2.5 ** 2) ** 0.5           # t(0.975, 2) x corrected SE, 5 folds
     assert m.loc["A", "mean %"] == pytest.approx(77.5)
     assert m.loc["A", "CI low"] == pytest.approx(77.5 - half, abs=1e-4)
     assert m.loc["A", "CI high"] == pytest.approx(77.5 + half, abs=1e-4)
-    assert m.loc["B", "cells"] == 1 and m.loc[["B"], ["CI low", "CI high"]].isna().all(axis=None)
+    assert m.loc["B", "n"] == 1 and m.loc[["B"], ["CI low", "CI high"]].isna().all(axis=None)
     assert analysis.transfer_points({}).empty and analysis.transfer_means({}).empty
 
 

@@ -270,3 +270,22 @@ def test_chapter6_out_of_reach_interval_claim():
     half = stats.t.ppf(0.975, 5) * sd_diff / math.sqrt(6)
     assert f"$0.5\\sqrt{{2}} \\approx {sd_diff:.2f}$ points" in text
     assert f"/ \\sqrt{{6}} \\approx \\pm {half:.2f}$ points" in text
+
+
+def test_chapter6_multiplicity_and_speed_claims():
+    """1 - 0.95^3 for three uncorrected main contrasts; the bf16 speed-ups as notes/bench.txt recorded them."""
+    import re
+    text = _source("06")
+    assert f"up to $1 - 0.95^3 \\approx {round(100 * (1 - 0.95 ** 3))}$ %" in text
+    bench = (ROOT / "notes" / "bench.txt").read_text()
+    ratio = {m: float(r) for m, r in re.findall(r"^(\S+)\s+bf16 \+ channels-last\s+[\d.]+ img/s\s+ratio over fp32 eager "
+                                                 r"([\d.]+)", bench, flags=re.M)}
+    assert f"measured a training step {ratio['ResNet-14-0s1x64d']:.2f} (ResNet-14-0s1x64d) to " \
+           f"{ratio['ResNeSt-14-2s1x64d']:.2f} (ResNeSt-14-2s1x64d) times as fast" in text
+
+
+def test_chapter8_corrected_interval_claims():
+    """Nadeau and Bengio's factor for ten cells of five folds, as chapter 8 states it."""
+    text = _source("08")
+    factor = math.sqrt((1 / 10 + 1 / 4) / (1 / 10))
+    assert f"$\\sqrt{{3.5}} \\approx {factor:.2f}$ times the naive one" in text and (1 / 10 + 1 / 4) * 10 == 3.5

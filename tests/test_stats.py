@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from course_lib.study.stats import holm, mcnemar, paired_ci, sd_ci
+from course_lib.study.stats import corrected_paired_ci, holm, mcnemar, paired_ci, sd_ci
 
 
 def test_paired_interval_matches_a_one_sample_t_test_of_the_differences():
@@ -63,3 +63,13 @@ def test_sd_interval_is_the_chi_square_interval_and_covers_as_often_as_it_says()
     assert 0.93 < sum(cover) / len(cover) < 0.97
     with pytest.raises(ValueError, match="degree of freedom"):
         sd_ci(1.0, 0)
+
+
+def test_corrected_interval_widens_the_paired_one_by_the_overlap_of_training_sets():
+    a = {(s, f): 70 + s + 0.7 * f for s in range(2) for f in range(5)}
+    b = {(s, f): 69 + 0.9 * s + ((3 * f) % 5) * 0.4 for s in range(2) for f in range(5)}
+    plain, fixed = paired_ci(a, b), corrected_paired_ci(a, b, 0.0)
+    assert fixed["diff"] == pytest.approx(plain["diff"]) and fixed["high"] == pytest.approx(plain["high"])
+    five = corrected_paired_ci(a, b, 1 / 4)                     # 5 folds: n_test / n_train = 1/4
+    assert five["se"] == pytest.approx(plain["se"] * math.sqrt((1 / 10 + 1 / 4) / (1 / 10)))
+    assert five["p"] > plain["p"] and corrected_paired_ci({0: 1.0}, {0: 0.5}, 0.25)["low"] is None

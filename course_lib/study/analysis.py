@@ -9,7 +9,7 @@ multiplicity with Holm's method.
 from __future__ import annotations
 
 from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
-from .specs import find, protocol, results_dir
+from .specs import STUDY_TRANSFER, find, protocol, results_dir
 from .stats import holm, mcnemar, paired_ci, pooled_sd, sd_ci
 
 # Declared in chapter 6 before its results: (name, variant, baseline)
@@ -96,8 +96,8 @@ def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95
         out[i]["p (Holm)"] = p
     for r in out:
         p = r["p"] if r["main"] else r["p (Holm)"]
-        r["verdict"] = ("needs >= 2 seeds of both" if p is None else
-                        "differs (95 % CI excludes 0)" if p < 1 - level else "no difference shown")
+        r["verdict"] = ("needs >= 2 seeds of both" if p is None else "no difference shown" if p >= 1 - level else
+                        "differs (95 % CI excludes 0)" if r["main"] else "differs (Holm's p < 0.05)")
     return pd.DataFrame(out).set_index("contrast")
 
 
@@ -190,7 +190,7 @@ def progress(chapter: str, profile: str, directory=None, group: str = "study") -
 TABLE2_QUESTIONS = (
     ("report: deeper ResNeSt is worse (14 vs 50)", "ResNeSt-14", "ResNeSt-50"),
     ("report: deeper ResNeSt is worse (14 vs 101)", "ResNeSt-14", "ResNeSt-101"),
-    ("report: bigger EfficientNet is worse (b0 vs b3)", "EfficientNet-b0", "EfficientNet-b3"),
+    ("report's table: bigger EfficientNet is worse (b0 vs b3)", "EfficientNet-b0", "EfficientNet-b3"),
     ("report: ResNeSt beats EfficientNet of its size", "ResNeSt-14", "EfficientNet-b2"),
     ("book: ResNeSt-14 against the fastest, ResNet-18", "ResNeSt-14", "ResNet-18"),
 )
@@ -367,21 +367,63 @@ def transfer_table(cells: dict):
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
-def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.95, main=TRANSFER_MAIN):
-    """Paired mean difference of accuracy (points) over the (seed, fold) cells both runs have, with its CI.
+def _test_train(folds: int | None) -> float:
+    """n_test / n_train of one cross-validation cell: 1 / (k - 1) for k folds (specs.STUDY_TRANSFER's k)."""
+    if folds is None:
+        (folds,) = {t["folds"] for t in STUDY_TRANSFER.values()}
+    return 1 / (folds - 1)
 
-    The folds share most of their training photos, so the cells are not independent and the interval is
-    an approximation (k-fold cross-validation has no unbiased variance estimate); it does carry the
-    seed-to-seed and fold-to-fold variation, not only the sampling error of one test fold.
+
+def _seed_unit_labels() -> set:
+    """Arms whose pretraining is repeated per seed (Table I's weights): their unit is the seed, not the cell."""
+    return {s.label for s in protocol("08", "smoke") if s.group == "transfer-table1"}
+
+
+def _seed_values(got: dict, seeds_folds: dict) -> dict:
+    """{seed: accuracy % pooled over the given folds of that seed} from {(seed, fold): (correct, tested)}."""
+    return {s: 100 * sum(got[(s, f)][0] for f in fs) / sum(got[(s, f)][1] for f in fs)
+            for s, fs in seeds_folds.items()}
+
+
+def _complete_seeds(*arms: dict, folds: int | None = None) -> dict:
+    """{seed: folds} for the seeds on which every arm has every fold."""
+    k = round(1 / _test_train(folds)) + 1
+    seeds = set.intersection(*({s for s, _ in got} for got in arms)) if arms else set()
+    return {s: range(k) for s in sorted(seeds) if all((s, f) in got for got in arms for f in range(k))}
+
+
+def _transfer_ci(cells: dict, a: str, b: str | None, level: float, folds: int | None) -> dict:
+    """The interval of one arm (b None) or one contrast, in the unit its pretraining allows (see transfer_contrasts)."""
+    from .stats import corrected_paired_ci
+    arms = [cells.get(lab, {}) for lab in (a, b) if lab is not None]
+    if {a, b} & _seed_unit_labels():
+        complete = _complete_seeds(*arms, folds=folds)
+        vals = [_seed_values(got, complete) for got in arms]
+        c = paired_ci(vals[0], vals[1] if b else {s: 0.0 for s in vals[0]}, level)
+        return {"unit": "pretraining seeds (folds pooled)", **c}
+    acc = [{k: 100 * c / n for k, (c, n) in got.items()} for got in arms]
+    c = corrected_paired_ci(acc[0], acc[1] if b else {k: 0.0 for k in acc[0]}, _test_train(folds), level)
+    return {"unit": "(seed, fold) cells, corrected", **c}
+
+
+def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.95, main=TRANSFER_MAIN,
+                       folds: int | None = None):
+    """Paired mean difference of accuracy (points) with its CI, in the unit each question's design allows.
+
+    - Arms with one pretraining run each: the (seed, fold) cells both arms have, paired, with Nadeau and
+      Bengio's corrected interval (``stats.corrected_paired_ci``): the folds' training sets overlap, so the
+      cells are not independent. It carries seed and fold variation, not a second pretraining's.
+    - Arms fine-tuned from Table I's weights: one pretraining per seed, so the unit is the seed. Each seed's
+      accuracy is pooled over its folds (only seeds with every fold in both arms count), and the seeds are paired.
+
     The questions in ``main`` are read as they are; the others' p-values get Holm's correction.
     """
     import pandas as pd
     out = []
     for question, a, b in pairs:
-        acc = {lab: {k: 100 * c / n for k, (c, n) in cells.get(lab, {}).items()} for lab in (a, b)}
-        c = paired_ci(acc[a], acc[b], level)
-        out.append({"question": question, "main": question in main, "cells": c["n"], "difference": c["diff"],
-                    "CI low": c["low"], "CI high": c["high"], "p": c["p"]})
+        c = _transfer_ci(cells, a, b, level, folds)
+        out.append({"question": question, "main": question in main, "unit": c["unit"], "n": c["n"],
+                    "difference": c["diff"], "CI low": c["low"], "CI high": c["high"], "p": c["p"]})
     extra = [r for r in out if not r["main"] and r["p"] is not None]
     for r in out:
         r["p (Holm)"] = None
@@ -389,7 +431,8 @@ def transfer_contrasts(cells: dict, pairs=TRANSFER_CONTRASTS, level: float = 0.9
         r["p (Holm)"] = p
     for r in out:
         p = r["p"] if r["main"] else r["p (Holm)"]
-        r["verdict"] = ("needs >= 2 cells of both" if p is None else "no difference shown" if p >= 1 - level else
+        need = "seeds with every fold" if r["unit"].startswith("pretraining") else "cells"
+        r["verdict"] = (f"needs >= 2 {need} of both" if p is None else "no difference shown" if p >= 1 - level else
                         "differs (95 % CI excludes 0)" if r["main"] else "differs (Holm's p < 0.05)")
     return pd.DataFrame(out).set_index("question")
 
@@ -402,26 +445,18 @@ def transfer_points(cells: dict):
     return pd.DataFrame(rows, columns=["run", "seed", "fold", "correct", "tested", "acc %"])
 
 
-def transfer_means(cells: dict, level: float = 0.95):
-    """Per run: mean accuracy (%) over its (seed, fold) cells with a t interval (as approximate as
-    :func:`transfer_contrasts`'); no interval below 2 cells."""
-    import math
-    import statistics
-
+def transfer_means(cells: dict, level: float = 0.95, folds: int | None = None):
+    """Per run: mean accuracy (%) with a 95 % interval in the unit of :func:`transfer_contrasts` (corrected
+    over the cells, or over complete seeds for Table I's weights); no interval below 2 units."""
     import pandas as pd
-    from scipy import stats
     rows = []
-    for label, got in cells.items():
-        acc = [100 * c / n for c, n in got.values()]
-        mean, half = statistics.mean(acc), None
-        if len(acc) > 1:
-            half = stats.t.ppf(0.5 + level / 2, len(acc) - 1) * statistics.stdev(acc) / math.sqrt(len(acc))
-        rows.append({"run": label, "cells": len(acc), "mean %": mean,
-                     "CI low": None if half is None else mean - half, "CI high": None if half is None else mean + half})
-    return pd.DataFrame(rows, columns=["run", "cells", "mean %", "CI low", "CI high"]).set_index("run")
+    for label in cells:
+        c = _transfer_ci(cells, label, None, level, folds)
+        rows.append({"run": label, "cells": len(cells[label]), "unit": c["unit"], "n": c["n"], "mean %": c["diff"],
+                     "CI low": c["low"], "CI high": c["high"]})
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
-# ------------------------------------------------------------------------------- latency (chapter 7)
 def latency_frame(grid: dict):
     """One row per (model, threads, batch, clock) of a latency grid: median and quartiles, ms per image."""
     import pandas as pd

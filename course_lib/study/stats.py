@@ -82,6 +82,31 @@ def paired_ci(a, b, level: float = 0.95) -> dict:
     return {"n": n, "diff": mean, "low": mean - q * se, "high": mean + q * se, "se": se, "t": t, "p": p}
 
 
+def corrected_paired_ci(a, b, test_train: float, level: float = 0.95) -> dict:
+    """Mean paired difference over cross-validation cells with Nadeau and Bengio's corrected t interval.
+
+    The cells' training sets overlap, so their differences are correlated and s^2 / J understates the
+    variance of the mean. The correction uses (1 / J + n_test / n_train) s^2 instead (J cells, J - 1 degrees
+    of freedom; ``test_train`` = n_test / n_train, 1 / (k - 1) for k folds). ``a``/``b`` map cell -> value.
+    """
+    from scipy import stats
+    cells = sorted(set(a) & set(b))
+    d = [a[c] - b[c] for c in cells]
+    n = len(d)
+    if n < 2:
+        return {"n": n, "diff": d[0] if d else None, "low": None, "high": None, "se": None, "t": None, "p": None}
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1)
+    se = math.sqrt((1 / n + test_train) * var)
+    q = stats.t.ppf(0.5 + level / 2, n - 1)
+    if se == 0:
+        t, p = (math.inf if mean else 0.0), (0.0 if mean else 1.0)
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"n": n, "diff": mean, "low": mean - q * se, "high": mean + q * se, "se": se, "t": t, "p": p}
+
+
 def holm(pvalues) -> list[float]:
     """Holm's step-down adjusted p-values, in the order given (each capped at 1, never decreasing)."""
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
