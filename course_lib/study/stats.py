@@ -60,26 +60,12 @@ def paired_ci(a, b, level: float = 0.95) -> dict:
     ``a`` and ``b`` map seed -> value (dicts), or are sequences in the same seed order.
     Only seeds present in both count.
     """
-    from scipy import stats
     if isinstance(a, dict) and isinstance(b, dict):
         seeds = sorted(set(a) & set(b))
         a, b = [a[s] for s in seeds], [b[s] for s in seeds]
     if len(a) != len(b):
         raise ValueError(f"paired_ci needs the same number of values on both sides, got {len(a)} and {len(b)}")
-    d = [x - y for x, y in zip(a, b)]
-    n = len(d)
-    if n < 2:
-        return {"n": n, "diff": d[0] if d else None, "low": None, "high": None, "se": None, "t": None, "p": None}
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
-    se = sd / math.sqrt(n)
-    q = stats.t.ppf(0.5 + level / 2, n - 1)
-    if se == 0:
-        t, p = (math.inf if mean else 0.0), (0.0 if mean else 1.0)
-    else:
-        t = mean / se
-        p = float(2 * stats.t.sf(abs(t), n - 1))
-    return {"n": n, "diff": mean, "low": mean - q * se, "high": mean + q * se, "se": se, "t": t, "p": p}
+    return _mean_ci([x - y for x, y in zip(a, b)], level)
 
 
 def corrected_paired_ci(a, b, test_train: float, level: float = 0.95) -> dict:
@@ -89,15 +75,19 @@ def corrected_paired_ci(a, b, test_train: float, level: float = 0.95) -> dict:
     variance of the mean. The correction uses (1 / J + n_test / n_train) s^2 instead (J cells, J - 1 degrees
     of freedom; ``test_train`` = n_test / n_train, 1 / (k - 1) for k folds). ``a``/``b`` map cell -> value.
     """
-    from scipy import stats
     cells = sorted(set(a) & set(b))
-    d = [a[c] - b[c] for c in cells]
+    return _mean_ci([a[c] - b[c] for c in cells], level, test_train)
+
+
+def _mean_ci(d: list, level: float, inflate: float = 0.0) -> dict:
+    """Mean of the differences ``d`` with a t interval on n - 1 degrees of freedom, its variance taken as
+    (1/n + inflate) s^2 (inflate 0: the usual s^2 / n)."""
+    from scipy import stats
     n = len(d)
     if n < 2:
         return {"n": n, "diff": d[0] if d else None, "low": None, "high": None, "se": None, "t": None, "p": None}
     mean = sum(d) / n
-    var = sum((x - mean) ** 2 for x in d) / (n - 1)
-    se = math.sqrt((1 / n + test_train) * var)
+    se = math.sqrt((1 / n + inflate) * sum((x - mean) ** 2 for x in d) / (n - 1))
     q = stats.t.ppf(0.5 + level / 2, n - 1)
     if se == 0:
         t, p = (math.inf if mean else 0.0), (0.0 if mean else 1.0)
