@@ -29,6 +29,7 @@ def test_contrasts_pair_seeds_declare_three_and_holm_the_rest():
     whole = c.loc["the whole ResNeSt change"]
     assert whole["difference"] == pytest.approx(1.0 + 0.0, abs=0.2) and whole["CI low"] > 0
     assert whole["verdict"].startswith("differs")              # paired: the seed effect cancels
+    assert whole["report gap"] == 4.56 and whole["report gap in CI"] in (False,)   # 62.64 - 58.08: far above ~1
     assert c["main"].sum() == 3 and c[c.main]["p (Holm)"].isna().all()
     others = c[~c.main]
     assert len(others) == 5 and (others["p (Holm)"] >= others["p"]).all()
@@ -43,7 +44,7 @@ def test_contrasts_pair_seeds_declare_three_and_holm_the_rest():
 def test_contrasts_say_when_seeds_are_missing():
     rows = [r for r in _rows() if r["seed"] == 0]
     c = analysis.contrasts(rows)
-    assert (c["verdict"] == "needs >= 2 seeds of both").all()
+    assert (c["verdict"] == "needs >= 2 seeds of both").all() and c["report gap in CI"].isna().all()
 
 
 # ---- Table II (chapter 7)

@@ -76,8 +76,9 @@ def seed_spread(rows, level: float = 0.95, limit: float = SEED_SD_LIMIT) -> dict
     return {"sd": sd, "df": df, "low": low, "high": high, "verdict": verdict}
 
 
-def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95):
-    """Each contrast: paired mean difference (points) with its CI, p, and Holm's p for the non-main ones."""
+def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95, report=REPORT_TABLE1):
+    """Each contrast: paired mean difference (points) with its CI, p, and Holm's p for the non-main ones;
+    beside it the report's single-run gap, and whether the study's interval holds it."""
     import pandas as pd
     acc = by_label(rows)
     main_pairs = {(a, b): name for name, a, b in main}
@@ -86,8 +87,11 @@ def contrasts(rows, pairs=TABLE1_PAIRS, main=MAIN_CONTRASTS, level: float = 0.95
     out = []
     for name, a, b, is_main in todo:
         c = paired_ci(acc.get(a, {}), acc.get(b, {}), level)
+        gap = round(report[a][3] - report[b][3], 2) if a in report and b in report else None
+        holds = None if gap is None or c["low"] is None else bool(c["low"] <= gap <= c["high"])
         out.append({"contrast": name, "variant": a, "baseline": b, "main": is_main, "seeds": c["n"],
-                    "difference": c["diff"], "CI low": c["low"], "CI high": c["high"], "p": c["p"]})
+                    "difference": c["diff"], "CI low": c["low"], "CI high": c["high"], "p": c["p"],
+                    "report gap": gap, "report gap in CI": holds})
     extra = [i for i, r in enumerate(out) if not r["main"] and r["p"] is not None]
     adjusted = holm([out[i]["p"] for i in extra])
     for r in out:
