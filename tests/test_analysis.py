@@ -89,6 +89,9 @@ def test_table2_frame_and_setting_follow_the_protocol(tmp_path):
     assert "CIFAR-10, 20,000 training images, 8 epochs, 'study' recipe (peak lr 0.2), bf16" in text
     assert "seed 0: all 10 networks; seed 1: ResNeSt-14, ResNeSt-50, ResNet-18, EfficientNet-b0" in text
     assert text.endswith("\ntraining hardware: no run finished yet")
+    table1 = analysis.study_setting("06", "cpu", tmp_path)
+    assert "CIFAR-10, 45,000 training images, 10 epochs, 'study' recipe (peak lr 0.2), bf16" in table1
+    assert "; seeds 0-2: all 7 networks; seeds 3-5: ResNet-14-0s1x64d, ResNeSt-14-0s1x64d, ResNeSt-14-2s1x64d\n" in table1
 
 
 def test_pooled_sd_weights_each_network_by_its_degrees_of_freedom():

@@ -281,16 +281,27 @@ def table2_gaps(table, sd, questions=TABLE2_QUESTIONS, k: float = TIE_SDS):
 
 def table2_setting(profile: str, directory=None) -> str:
     """Data, images, epochs, seeds, recipe and hardware of Table II's study runs (two lines, for a figure)."""
-    group = runs("07", profile, "study", directory)
+    return study_setting("07", profile, directory)
+
+
+def study_setting(chapter: str, profile: str, directory=None) -> str:
+    """Data, images, epochs, seeds, recipe and hardware of a chapter's study runs (two lines, for a figure)."""
+    group = runs(chapter, profile, "study", directory)
     if not group:
-        return f"no Table II study runs in the '{profile}' profile"
+        return f"no study runs of chapter {chapter} in the '{profile}' profile"
     first = group[0][0]
     by_seed: dict = {}
     for s, _ in group:
         by_seed.setdefault(s.seed, []).append(s.label)
     n = len({s.label for s, _ in group})
-    seeds = "; ".join(f"seed {k}: {f'all {n} networks' if len(v) == n else ', '.join(v)}"
-                      for k, v in sorted(by_seed.items()))
+    spans: list = []                                     # [first seed, last seed, labels]: runs of like seeds
+    for k, v in sorted(by_seed.items()):
+        if spans and spans[-1][2] == v and spans[-1][1] == k - 1:
+            spans[-1][1] = k
+        else:
+            spans.append([k, k, v])
+    seeds = "; ".join(f"{f'seed {a}' if a == b else f'seeds {a}-{b}'}: "
+                      f"{f'all {n} networks' if len(v) == n else ', '.join(v)}" for a, b, v in spans)
     images = "45,000" if first.images is None else f"{first.images:,}"
     from .tables import hardware_text
     hardware = sorted({hardware_text(rec.get("hardware") or {}) for _, rec in group if finished(rec)})
