@@ -10,13 +10,14 @@ The folders read as the book, each layer importing only the ones above it in thi
 - ``engine``      ``data``, ``device``, ``recipes``, the training loop (``train``), run
                   ``records``, ``runner`` (``run``), ``distributed`` (torchrun), ``timing``
                   (latency) and ``bench``
-- ``study``       chapters 6-8: the report's numbers (``report``), the runs (``specs``),
-                  ``statistics``, ``tables`` and the training ``queue``
+- ``study``       chapters 6-8: the report's numbers (``report``), the runs (``specs``), their
+                  ``cost``, the statistics (``stats``) and what the runs say (``analysis``),
+                  ``tables``, ``latency``, ``attention``, ``trained`` weights and the training ``queue``
 - ``instructor``  ``exercises``, ``nbparams`` and the command line of ``python -m course_lib.experiments``
 
 ``check`` (the exercises' ``check(name, passed)``) needs nothing but Python.
 """
-__version__ = "0.4.0"  # the one place; pyproject.toml reads it, CHANGELOG.md says what changed
+__version__ = "0.4.1"  # the one place; pyproject.toml reads it, CHANGELOG.md says what changed
 REPO_URL = "https://github.com/split-attention-course/resnest-book"  # same as _config.yml
 
 # The engine's names, imported on first use so that ``import course_lib`` stays light.

@@ -14,7 +14,7 @@ An exercise is a *master* notebook in ``exercises/`` with
 Command line (``python -m course_lib.instructor.exercises --help``)::
 
     make  EXERCISE SHEET --out DIR   # DIR/students/*.ipynb and DIR/solutions/*.ipynb
-    check EXERCISE FOLDER --sheet SHEET --gradebook grades.csv [--timeout 300]
+    check EXERCISE FOLDER --sheet SHEET --gradebook grades.csv [--timeout SECONDS]
     params EXERCISE                  # the parameters and their allowed values
 """
 from __future__ import annotations

@@ -201,6 +201,10 @@ def main(argv=None) -> int:
             p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                            help="another notebook parameter, checked against the notebook's allowed values")
             p.add_argument("--timeout", type=float, default=None, help="seconds per chapter")
+    p = sub.add_parser("cost", help="what each profile's runs cost: images, multiply-adds, and CPU hours at the "
+                                    "rates its finished records measured")
+    p.add_argument("--measured", default="cpu", help="the profile whose finished records give the rates (default cpu)")
+    p.add_argument("--results", default=None, help="its records folder (default results/<profile>/)")
     p = sub.add_parser("rerun", help="train the run of one record again and compare the result with it")
     p.add_argument("record", help="a record file, e.g. results/cpu/<model>_cifar10_seed0_<key>.json")
     p.add_argument("--workdir", default=None, help="where the new record and checkpoint go (default: a temp folder)")
@@ -210,6 +214,11 @@ def main(argv=None) -> int:
     try:
         if args.command == "rerun":
             print(rerun_text(rerun(args.record, workdir=args.workdir, progress=True)))
+            return 0
+        if args.command == "cost":
+            from ..study.cost import report
+            check_profile(args.measured)
+            print(report(measured=args.measured, directory=args.results))
             return 0
         devices = _check_parallel(args)
         if args.command == "run":
