@@ -8,6 +8,8 @@ multiplicity with Holm's method.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
 from .specs import STUDY_TRANSFER, find, protocol, results_dir
 from .stats import holm, mcnemar, paired_ci, pooled_sd, sd_ci
@@ -389,9 +391,10 @@ def _test_train(folds: int | None) -> float:
     return 1 / (folds - 1)
 
 
-def _seed_unit_labels() -> set:
+@lru_cache(maxsize=None)
+def _seed_unit_labels() -> frozenset:
     """Arms whose pretraining is repeated per seed (Table I's weights): their unit is the seed, not the cell."""
-    return {s.label for s in protocol("08", "smoke") if s.group == "transfer-table1"}
+    return frozenset(s.label for s in protocol("08", "smoke") if s.group == "transfer-table1")
 
 
 def _seed_values(got: dict, seeds_folds: dict) -> dict:
