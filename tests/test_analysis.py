@@ -47,6 +47,56 @@ def test_contrasts_say_when_seeds_are_missing():
     assert (c["verdict"] == "needs >= 2 seeds of both").all() and c["report gap in CI"].isna().all()
 
 
+# ---- the report's readings of Table I
+def test_pair_verdicts_read_a_sign_claim_and_an_equivalence_claim():
+    v = analysis.pair_verdict
+    assert v(+1, 0.5, 2.0, 0.0, 1.0) == "holds" and v(-1, 0.5, 2.0, 0.0, 1.0) == "reversed"
+    assert v(+1, -0.5, 2.0, 0.0, 1.0) == "not shown" and v(+1, None, None, 0.0, 1.0) == "needs 2+ seeds"
+    assert v(+1, 0.5, 2.0, 0.0, 1.0, shown=False) == "not shown"          # Holm's p says no
+    assert v(0, -0.8, 0.9, 0.0, 1.0) == "holds" and v(0, 0.2, 0.8, 0.0, 1.0) == "holds"  # small, shown
+    assert v(0, -0.5, 1.5, 0.0, 1.0) == "not settled" and v(0, 1.2, 3.0, 0.0, 1.0) == "contradicted"
+    assert v(+1, 1.05, 1.2, 1.0, 0.1) == "holds" and v(0, 0.95, 1.08, 1.0, 0.1) == "holds"   # ratios
+
+
+def test_claims_judge_each_reading_by_its_weakest_pair_and_check_the_reports_own_table():
+    t = analysis.claims(_rows())
+    readings = [r for r, _, _ in analysis.TABLE1_CLAIMS]
+    assert list(dict.fromkeys(t.index.get_level_values(0))) == readings
+    every = t.xs(readings[0], level=0)
+    assert len(every) == 5 and every.index.get_level_values(0).unique().tolist() == ["not shown"]
+    assert set(every["this pair"]) == {"holds", "not shown"}            # 1s1x40d is 0.4 below ResNet here
+    ok = t["report's table agrees"].droplevel([1, 2])
+    assert not ok["the radix block slightly lowers ResNet's accuracy"]   # its text: lower; its table: +0.60
+    assert ok.drop("the radix block slightly lowers ResNet's accuracy").all()
+    width = t.xs("width 40 instead of 64 changes accuracy unnoticeably", level=0)
+    assert width["difference"].iloc[0] == pytest.approx(-0.7, abs=0.2)
+    # -0.55, -0.85, -0.70 by seed: the 95 % interval reaches just past -1 point, so it is not settled
+    assert width["CI low"].iloc[0] < -1 < width["CI high"].iloc[0] and width["this pair"].iloc[0] == "not settled"
+    one_seed = analysis.claims([r for r in _rows() if r["seed"] == 0])
+    assert set(one_seed.index.get_level_values(1)) == {"needs 2+ seeds"}
+
+
+def _grid(ms: dict, repeats: int = 12):
+    cells = [{"model": m, "threads": 1, "batch_size": 64,
+              "wall": {"ms_per_batch": [t * (1 + 0.2 * (i % 3)) for i in range(repeats)]}} for m, t in ms.items()]
+    return {"cells": cells}
+
+
+def test_cost_claims_pair_the_repeats_and_compare_the_arithmetic():
+    from course_lib.study.report import TABLE1
+    ms = dict.fromkeys(TABLE1, 100.0) | {"ResNeSt-14-1s1x40d": 50.0, "ResNeSt-14-1s1x64d": 130.0}
+    t = analysis.cost_claims(_grid(ms))
+    width = t.xs("width 40 instead of 64 lowers throughput slightly", level=0)
+    # every repeat slows both networks alike, so the paired ratio is exactly 130 / 50
+    assert width["throughput ratio"].iloc[0] == pytest.approx(2.6) and width["CI low"].iloc[0] == pytest.approx(2.6)
+    assert width.index[0][0] == "reversed" and width["if time followed MACs"].iloc[0] > 1.5
+    assert width["report ratio"].iloc[0] == pytest.approx(6967 / 7797)
+    same = t.xs("ResNet and ResNeSt with the same block are comparable", level=0)
+    assert list(same["this pair"]) == ["holds", "contradicted"]         # 1.0, then 100 / 130, beyond 0.9
+    with pytest.raises(ValueError, match="latency grid has no 64-image.*ResNeSt-14-1s1x40d"):
+        analysis.cost_claims(_grid({k: v for k, v in ms.items() if k != "ResNeSt-14-1s1x40d"}))
+
+
 # ---- Table II (chapter 7)
 def _table2_groups(accs: dict, table1: dict | None = None) -> dict:
     """What runs() returns per chapter: (spec, record) for {(label, seed): test accuracy, 'running' or None}."""

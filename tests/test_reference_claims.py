@@ -289,3 +289,47 @@ def test_chapter8_corrected_interval_claims():
     text = _source("08")
     factor = math.sqrt((1 / 10 + 1 / 4) / (1 / 10))
     assert f"$\\sqrt{{3.5}} \\approx {factor:.2f}$ times the naive one" in text and (1 / 10 + 1 / 4) * 10 == 3.5
+
+
+def test_chapter6_report_readings_claims():
+    """The report's readings of Table I: its own table against its text, and its throughput readings
+    against the committed latency grid."""
+    from course_lib.study import analysis
+    from course_lib.study.cost import macs_per_image
+    from course_lib.study.report import REPORT_TABLE1 as R
+    text = _source("06")
+    radix = R["ResNet-14-1s1x64d"][3] - R["ResNet-14-0s1x64d"][3]
+    assert f"ResNet-14-1s1x64d {R['ResNet-14-1s1x64d'][3]:.2f} % and ResNet-14-0s1x64d " \
+           f"{R['ResNet-14-0s1x64d'][3]:.2f} %" in text and f"the radix block is {radix:.2f} points *ahead*" in text
+    effects = [abs(R[a][3] - R[b][3]) for a, b in [("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),
+               ("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d"), ("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d")]]
+    assert f"effects are {min(effects):.1f} to {max(effects):.1f} points" in text
+    grid = analysis.find_grid("cpu")
+    assert grid is not None and grid["busy_before"] < 0.02 and grid["repeats"] == 30
+    t = analysis.cost_claims(grid).droplevel(0)
+    row = lambda a, b: t.xs(f"{a} / {b}", level="pair").iloc[0]                   # noqa: E731
+    verdict = lambda a, b: t.xs(f"{a} / {b}", level="pair").index[0]              # noqa: E731
+    ci = lambda r: f"95 % CI [{r['CI low']:.2f}, {r['CI high']:.2f}]"            # noqa: E731
+    r = row("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d")
+    up = R["ResNeSt-14-1s1x64d"][2] / R["ResNeSt-14-0s1x64d"][2] - 1
+    assert f"{R['ResNeSt-14-1s1x64d'][2]:,}" in text and f"{R['ResNeSt-14-0s1x64d'][2]:,} with the plain" in text
+    assert f"{100 * up:.0f} % more" in text and f"a {100 * up:.0f} % gap" in text
+    assert f"(their multiply-adds differ by {100 * (1 / r['if time followed MACs'] - 1):.1f} %)" in text
+    assert f"costs {100 * (1 - r['throughput ratio']):.0f} % of the throughput (ratio " \
+           f"{r['throughput ratio']:.2f}, {ci(r)})" in text and verdict("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d") == "reversed"
+    r = row("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d")
+    assert f"does {r['if time followed MACs']:.2f} times fewer" in text
+    assert f"runs {r['throughput ratio']:.2f} times as fast ({ci(r)})" in text
+    assert f"The report's {r['report ratio']:.2f} has the sign" in text and r["report ratio"] < 1 < r["CI low"]
+    plain, radix1 = row("ResNeSt-14-0s1x64d", "ResNet-14-0s1x64d"), row("ResNeSt-14-1s1x64d", "ResNet-14-1s1x64d")
+    assert f"keeps {100 * plain['throughput ratio']:.0f} % (plain block) and {100 * radix1['throughput ratio']:.0f} %" \
+           " (radix 1)" in text and plain["CI high"] < 0.9 and radix1["CI high"] < 0.9
+    assert f"(plain block) ({plain['report ratio']:.2f} of ResNet's" in text or \
+           f"for the plain block ({plain['report ratio']:.2f} of ResNet's throughput)" in text
+    assert abs(radix1["report ratio"] - 1) <= 0.1 < abs(plain["report ratio"] - 1)
+    assert macs_per_image("ResNeSt-14-0s1x64d", 32, 10) / macs_per_image("ResNet-14-0s1x64d", 32, 10) > 1.8
+    r2, k2 = row("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"), row("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d")
+    assert f"(ratios {r2['throughput ratio']:.2f} and {k2['throughput ratio']:.2f})" in text
+    assert r2["CI high"] < 1 and k2["CI high"] < 1
+    r = row("ResNet-14-1s1x64d", "ResNet-14-0s1x64d")
+    assert f"changes nothing measurable ({r['throughput ratio']:.2f}, {ci(r)})" in text and r["CI low"] < 1 < r["CI high"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from course_lib.study.stats import corrected_paired_ci, holm, mcnemar, paired_ci, sd_ci
+from course_lib.study.stats import corrected_paired_ci, holm, mcnemar, median_ci, paired_ci, sd_ci
 
 
 def test_paired_interval_matches_a_one_sample_t_test_of_the_differences():
@@ -73,3 +73,13 @@ def test_corrected_interval_widens_the_paired_one_by_the_overlap_of_training_set
     five = corrected_paired_ci(a, b, 1 / 4)                     # 5 folds: n_test / n_train = 1/4
     assert five["se"] == pytest.approx(plain["se"] * math.sqrt((1 / 10 + 1 / 4) / (1 / 10)))
     assert five["p"] > plain["p"] and corrected_paired_ci({0: 1.0}, {0: 0.5}, 0.25)["low"] is None
+
+
+def test_median_interval_takes_the_sign_test_order_statistics_and_covers():
+    m = median_ci(range(1, 31))                       # n = 30: P(B <= 9) = 0.021, P(B <= 10) = 0.049
+    assert (m["low"], m["high"], m["median"]) == (10, 21, 15.5) and m["coverage"] == pytest.approx(0.957, abs=1e-3)
+    rng = np.random.default_rng(0)
+    hits = [(lambda c: c["low"] <= 1.0 <= c["high"])(median_ci(rng.lognormal(0.0, 1.0, 15))) for _ in range(4000)]
+    assert 0.95 <= np.mean(hits) <= 0.99               # the lognormal's median is 1; coverage 0.965 by design
+    with pytest.raises(ValueError, match="needs more values"):
+        median_ci([1, 2, 3, 4, 5])

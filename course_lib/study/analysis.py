@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_PAIRS
+from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_CLAIMS, TABLE1_COST_CLAIMS, TABLE1_PAIRS
 from .specs import STUDY_TRANSFER, find, protocol, results_dir
-from .stats import holm, mcnemar, paired_ci, pooled_sd, sd_ci
+from .stats import holm, mcnemar, median_ci, paired_ci, pooled_sd, sd_ci
 
 # Declared in chapter 6 before its results: (name, variant, baseline)
 MAIN_CONTRASTS = (
@@ -139,6 +139,112 @@ def _labels(record: dict):
         raise ValueError(f"the test set here differs from the one run {record['key']} was scored on: "
                          "its predictions cannot be compared image by image")
     return y
+
+
+# ------------------------------------------------------------------------------- the report's readings
+# Fixed on 2 December 2026, when the width pair had one seed: "no noticeable change" holds when the whole
+# 95 % interval lies within NO_EFFECT_MARGIN points of zero. The report reads gaps of 1.4 to 1.8 points as
+# effects, so a change under 1 point is one it would not have noticed. Throughputs are "comparable" when
+# the interval of their ratio lies within COMPARABLE_MARGIN of 1.
+NO_EFFECT_MARGIN = 1.0
+COMPARABLE_MARGIN = 0.10
+
+
+def pair_verdict(sign: int, low, high, zero: float, margin: float, shown: bool | None = None) -> str:
+    """One pair against a claim of ``sign``: the interval (low, high) of the variant's edge over its baseline,
+    around ``zero`` (0 for a difference, 1 for a ratio). ``shown``: a difference is shown (defaults to the
+    interval excluding ``zero``). Sign 0 is an equivalence claim: it holds inside zero +- margin."""
+    if low is None:
+        return "needs 2+ seeds"
+    if sign == 0:
+        if zero - margin <= low and high <= zero + margin:
+            return "holds"
+        return "contradicted" if low > zero + margin or high < zero - margin else "not settled"
+    shown = (low > zero or high < zero) if shown is None else shown
+    if not shown:
+        return "not shown"
+    return "holds" if ((low + high) / 2 > zero) == (sign > 0) else "reversed"
+
+
+_ORDER = ("holds", "not shown", "not settled", "needs 2+ seeds", "reversed", "contradicted")
+
+
+def _claim_frame(out: list, columns: list):
+    """Rows of pairs, indexed by (reading, the reading's verdict, pair): a reading holds only if all its
+    pairs hold, and otherwise takes the verdict of its weakest pair (``_ORDER``)."""
+    import pandas as pd
+    frame = pd.DataFrame(out)
+    worst = frame.groupby("the report reads", sort=False)["this pair"].agg(lambda v: max(v, key=_ORDER.index))
+    frame["verdict"] = frame["the report reads"].map(worst)
+    frame = frame.set_index(["the report reads", "verdict", "pair"])[columns]
+    for col in columns:
+        if col not in ("report's table agrees", "this pair"):
+            frame[col] = pd.to_numeric(frame[col])
+    return frame
+
+
+def claims(rows, readings=TABLE1_CLAIMS, level: float = 0.95, margin: float = NO_EFFECT_MARGIN,
+           report=REPORT_TABLE1):
+    """The report's readings of Table I's accuracy, each judged on the study's paired intervals.
+
+    A pair in the contrasts table is judged as there (main contrasts at the 5 % level, the report's other
+    pairs by Holm's p); a reading about several pairs holds only if each pair holds at the 5 % level on its
+    own, so looking at all of them needs no correction (an intersection-union test). "No noticeable
+    change" holds when the interval lies within +- ``margin`` points. Beside each verdict: whether the
+    report's own table (one run each) shows what its text reads from it.
+    """
+    acc = by_label(rows)
+    table = contrasts(rows, level=level, report=report)
+    judged = {(r.variant, r.baseline): r for _, r in table.iterrows()}
+    out = []
+    for reading, pairs, sign in readings:
+        for a, b in pairs:
+            c = paired_ci(acc.get(a, {}), acc.get(b, {}), level)
+            if (a, b) in judged and len(pairs) == 1:
+                verdict = judged[(a, b)]["verdict"]
+                shown = None if verdict.startswith("needs") else verdict.startswith("differs")
+            else:
+                shown = None if c["p"] is None else c["p"] < 1 - level
+            gap = round(report[a][3] - report[b][3], 2) if a in report and b in report else None
+            out.append({"the report reads": reading, "pair": f"{a} - {b}", "seeds": c["n"], "difference": c["diff"],
+                        "CI low": c["low"], "CI high": c["high"], "report gap": gap,
+                        "report's table agrees": None if gap is None else
+                        bool(abs(gap) < margin if sign == 0 else (gap > 0) == (sign > 0)),
+                        "this pair": pair_verdict(sign, c["low"], c["high"], 0.0, margin, shown)})
+    return _claim_frame(out, ["seeds", "difference", "CI low", "CI high", "report gap", "report's table agrees",
+                              "this pair"])
+
+
+def cost_claims(grid: dict, readings=TABLE1_COST_CLAIMS, batch: int = 64, threads: int = 1, clock: str = "wall",
+                level: float = 0.95, margin: float = COMPARABLE_MARGIN, report=REPORT_TABLE1, size: int = 32):
+    """The report's readings of Table I's throughput, judged on a latency grid measured here.
+
+    The grid's networks take turns in every repeat, so repeat i of two networks ran side by side: their
+    throughput ratio is taken repeat by repeat, and its median gets a distribution-free interval
+    (``stats.median_ci``). Beside it: the ratio of multiply-adds, what the ratio would be if time followed
+    the arithmetic, and the report's single-run ratio.
+    """
+    from .cost import macs_per_image
+    cells = {c["model"]: c[clock]["ms_per_batch"] for c in grid["cells"]
+             if c["batch_size"] == batch and c["threads"] == threads}
+    out = []
+    for reading, pairs, sign in readings:
+        for a, b in pairs:
+            if a not in cells or b not in cells:
+                raise ValueError(f"the latency grid has no {batch}-image, {threads}-thread cell of "
+                                 f"{a if a not in cells else b}: measure it with "
+                                 "python -m course_lib.experiments latency --profile cpu --grid")
+            ratios = [tb / ta for ta, tb in zip(cells[a], cells[b])]      # images/s of a over images/s of b
+            m = median_ci(ratios, level)
+            gap = report[a][2] / report[b][2] if a in report and b in report else None
+            out.append({"the report reads": reading, "pair": f"{a} / {b}", "repeats": m["n"],
+                        "throughput ratio": m["median"], "CI low": m["low"], "CI high": m["high"],
+                        "if time followed MACs": macs_per_image(b, size, 10) / macs_per_image(a, size, 10),
+                        "report ratio": gap, "report's table agrees": None if gap is None else
+                        bool(abs(gap - 1) <= margin if sign == 0 else (gap > 1) == (sign > 0)),
+                        "this pair": pair_verdict(sign, m["low"], m["high"], 1.0, margin)})
+    return _claim_frame(out, ["repeats", "throughput ratio", "CI low", "CI high", "if time followed MACs",
+                              "report ratio", "report's table agrees", "this pair"])
 
 
 # ------------------------------------------------------------------------------- before Table I

@@ -27,6 +27,31 @@ TABLE1_PAIRS = (
     ("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d"),  # width 40 against 64
     ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d"),   # the full change
 )
+_BASE = "ResNet-14-0s1x64d"
+_RESNEST14 = ("ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d", "ResNeSt-14-1s1x40d", "ResNeSt-14-1s2x64d",
+              "ResNeSt-14-2s1x64d")
+# What the report reads from Table I's accuracy column (section IV-A and the conclusions), in the book's
+# words: (reading, ((variant, baseline), ...), claimed sign). Sign +1: the variant is better; -1: worse;
+# 0: no noticeable change. A reading about several pairs claims it for each of them.
+TABLE1_CLAIMS = (
+    ("every ResNeSt variant beats the ResNet baseline", tuple((v, _BASE) for v in _RESNEST14), +1),
+    ("the radix block slightly lowers ResNet's accuracy", (("ResNet-14-1s1x64d", _BASE),), -1),
+    ("radix 1 lowers ResNeSt's accuracy against the plain block", (("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d"),), -1),
+    ("radix 2 wins back what radix 1 lost", (("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),), +1),
+    ("width 40 instead of 64 changes accuracy unnoticeably", (("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d"),), 0),
+    ("cardinality 2 instead of 1 improves accuracy", (("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d"),), +1),
+    ("ResNeSt-14-2s1x64d beats ResNet-14 (the conclusions)", (("ResNeSt-14-2s1x64d", _BASE),), +1),
+)
+# What it reads from Table I's throughput column, in the same form; sign +1: more images per second.
+TABLE1_COST_CLAIMS = (
+    ("ResNet and ResNeSt with the same block are comparable",
+     (("ResNeSt-14-0s1x64d", _BASE), ("ResNeSt-14-1s1x64d", "ResNet-14-1s1x64d")), 0),
+    ("the radix block raises ResNeSt's throughput", (("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d"),), +1),
+    ("the radix block lowers ResNet's throughput", (("ResNet-14-1s1x64d", _BASE),), -1),
+    ("radix 2 instead of 1 lowers throughput slightly", (("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),), -1),
+    ("cardinality 2 instead of 1 lowers throughput slightly", (("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d"),), -1),
+    ("width 40 instead of 64 lowers throughput slightly", (("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d"),), -1),
+)
 # Table II: depths and baselines (chapter 7)
 TABLE2 = ("ResNeSt-14", "ResNeSt-26", "ResNeSt-32", "ResNeSt-50", "ResNeSt-101", "ResNet-18",
           "EfficientNet-b0", "EfficientNet-b1", "EfficientNet-b2", "EfficientNet-b3")

@@ -97,6 +97,19 @@ def _mean_ci(d: list, level: float, inflate: float = 0.0) -> dict:
     return {"n": n, "diff": mean, "low": mean - q * se, "high": mean + q * se, "se": se, "t": t, "p": p}
 
 
+def median_ci(x, level: float = 0.95) -> dict:
+    """Median of ``x`` with a distribution-free CI: the order statistics x_(k), x_(n-k+1) that the sign
+    test puts around it (coverage at least ``level`` for any continuous distribution)."""
+    from scipy import stats
+    x = sorted(float(v) for v in x)
+    n, tail = len(x), (1 - level) / 2
+    k = max((j for j in range(1, n // 2 + 1) if stats.binom.cdf(j - 1, n, 0.5) <= tail), default=0)
+    if not k:
+        raise ValueError(f"median_ci needs more values for a {100 * level:g} % interval, got {n}")
+    return {"n": n, "median": float(np.median(x)), "low": x[k - 1], "high": x[n - k],
+            "coverage": 1 - 2 * float(stats.binom.cdf(k - 1, n, 0.5))}
+
+
 def holm(pvalues) -> list[float]:
     """Holm's step-down adjusted p-values, in the order given (each capped at 1, never decreasing)."""
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
