@@ -65,14 +65,20 @@ def test_study_protocol_waits_for_the_probe_then_lists_every_run(profile, monkey
     s = specs.STUDY_SCALES[profile]
     assert len(study) == 7 * len(s["seeds"]) + 3 * len(s["extra_seeds"])
     assert {x.label for x in study if x.seed in s["extra_seeds"]} <= set(specs.MAIN_ARMS)
-    assert all(x.recipe_fields["lr"] == 0.1 and x.precision == specs.STUDY_NUMERICS[profile]["precision"]
-               for x in study)
+    assert all(x.recipe_fields["lr"] == 0.1 and x.recipe_fields["grad_clip"] == specs.STUDY_CLIP
+               and x.precision == specs.STUDY_NUMERICS[profile]["precision"] for x in study)
     keys = [specs.run_key(x) for x in runs]
-    # every run is its own configuration, but for the probe at the chosen rate, which is Table I's seed 0
+    unclipped = [x for x in runs if x.group == "unclipped"]
     chosen = [x for x in runs if x.group == "probe" and x.recipe_fields["lr"] == 0.1]
-    twin = [x for x in study if x.label == specs.PROBE_MODEL and x.seed == 0]
-    assert len(chosen) == len(twin) == 1 and specs.run_key(chosen[0]) == specs.run_key(twin[0])
-    assert len(set(keys)) == len(keys) - 1
+    if profile == "cpu":
+        # the first Table I runs, without clipping; the probe at the chosen rate is their seed 0 of PROBE_MODEL
+        assert len(unclipped) == sum(map(len, specs.UNCLIPPED_RUNS.values()))
+        assert all("grad_clip" not in x.recipe_fields and x.recipe_fields["lr"] == 0.1 for x in unclipped)
+        twin = [x for x in unclipped if x.label == specs.PROBE_MODEL and x.seed == 0]
+        assert len(chosen) == len(twin) == 1 and specs.run_key(chosen[0]) == specs.run_key(twin[0])
+        assert len(set(keys)) == len(keys) - 1
+    else:
+        assert not unclipped and len(set(keys)) == len(keys)      # every run is its own configuration
     assert all(x.model_overrides == dict(specs.STUDY_INIT) for x in study)
     legacy = {specs.run_key(x) for ch in specs.CHAPTERS for x in specs.study(ch, profile)}
     assert not legacy & set(keys)                             # and none is a report-recipe run

@@ -171,6 +171,24 @@ def test_finished_runs_are_reused_unless_forced(dirs):
     assert other_seed["key"] != first["key"] and len(list(dirs["results_dir"].glob("*.json"))) == 2
 
 
+def test_gradient_clipping_is_counted_and_changes_nothing_it_does_not_touch(dirs):
+    opts = {**QUICK, "epochs": 2}
+    plain = runner.run(Tiny, "book", seed=1, **dirs, **opts)
+    assert not {"clipped_steps", "grad_norm_max"} & set(plain["history"][0])    # no clipping, no counts
+    loose = runner.run(Tiny, "book", seed=1, grad_clip=1e9, **dirs, **opts)
+    steps = -(-300 // 64)                                                          # 300 training images
+    for h in loose["history"]:
+        assert h["clipped_steps"] == 0 and 0 < h["grad_norm_max"] < 1e9
+    # a threshold that never binds multiplies every gradient by exactly 1: the same run, bit for bit
+    strip = lambda hist: [{k: v for k, v in h.items() if k not in ("seconds", "clipped_steps", "grad_norm_max")}
+                          for h in hist]                                            # noqa: E731
+    assert strip(loose["history"]) == strip(plain["history"]) and loose["test_acc"] == plain["test_acc"]
+    tight = runner.run(Tiny, "book", seed=1, grad_clip=1e-6, **dirs, **opts)
+    assert [h["clipped_steps"] for h in tight["history"]] == [steps, steps]
+    assert all(h["grad_norm_max"] > 1e-6 for h in tight["history"])
+    assert strip(tight["history"]) != strip(plain["history"])
+
+
 def test_divergence_stops_with_a_clear_error(dirs):
     with pytest.raises(tr.DivergenceError, match=r"epoch \d+, step \d+/\d+.*learning rate 1e\+06.*Try"):
         runner.run(Tiny, "report", lr=1e6, **dirs, **QUICK)

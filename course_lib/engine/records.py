@@ -16,7 +16,8 @@ and not used.
 Record schema (``SCHEMA`` = 1)::
 
     key, config, status ('running' | 'finished' | 'diverged'), error,
-    history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...],
+    history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...] (with grad_clip also
+             clipped_steps and grad_norm_max: the steps it clipped, the largest gradient norm before clipping),
     val_acc, val_loss, test_acc, test_loss      # final, None when not measured; an overflowed
                                                 # loss is the text "inf" / "nan", read back as a float
 

@@ -445,6 +445,8 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
                               progress, ctx)
             entry = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
                      "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"]}
+            if "clipped_steps" in tr:   # with grad_clip: how often it acted, and the largest norm it met
+                entry.update(clipped_steps=tr["clipped_steps"], grad_norm_max=tr["grad_norm_max"])
             if val is not None:
                 v = evaluate(model, *val, **ev)
                 entry.update(val_loss=v["loss"], val_acc=v["acc"])
@@ -498,6 +500,8 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
     train_mode(st.model, recipe)
     total_loss = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device)
+    clipped = torch.zeros((), device=settings.device)
+    norm_max = torch.zeros((), device=settings.device)
     seen = 0
     for i, idx in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
         draws = augmentation_draws(len(idx), recipe, gen)                # the whole global batch's
@@ -521,7 +525,9 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
         st.scaler.scale(loss if factor == 1 else loss * factor).backward()
         if recipe.grad_clip:
             st.scaler.unscale_(st.optimizer)
-            nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip)
+            norm = nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip)   # the norm before clipping
+            clipped += norm > recipe.grad_clip
+            norm_max = torch.maximum(norm_max, norm.detach())
         st.scaler.step(st.optimizer)
         st.scaler.update()
         st.scheduler.step()
@@ -532,4 +538,7 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
     if ctx.distributed:
         total_loss, correct, seen = ctx.sum_(torch.stack([total_loss, correct.float(),
                                                           torch.tensor(float(seen), device=settings.device)]))
-    return {"loss": total_loss.item() / float(seen), "acc": correct.item() / float(seen)}
+    out = {"loss": total_loss.item() / float(seen), "acc": correct.item() / float(seen)}
+    if recipe.grad_clip:   # DDP averaged the gradients before clipping: every rank saw the same norms
+        out.update(clipped_steps=int(clipped.item()), grad_norm_max=float(norm_max.item()))
+    return out
