@@ -212,7 +212,8 @@ def test_chapter7_study_protocol_claims():
     assert [s.label for s in plan if s.seed == 0] == list(ex.TABLE2)
     assert [s.label for s in plan if s.seed == 1] == list(specs.TABLE2_SECOND_SEED)
     assert "seed 1 for ResNeSt-14, ResNeSt-50, ResNet-18 and EfficientNet-b0" in text
-    assert f"a peak rate of {specs.STUDY_LR:g} followed by a cosine decay" in text
+    assert f"a peak rate of {specs.STUDY_LR:g} followed by a cosine decay to zero, gradients clipped at a total " \
+           f"norm of {specs.STUDY_CLIP:g}," in text and {s.recipe_fields["grad_clip"] for s in plan} == {specs.STUDY_CLIP}
     r = get_recipe(plan[0].recipe, **plan[0].recipe_fields)
     epoch = len(batch_indices(t["images"], r.batch_size, torch.Generator()))
     assert r.warmup_steps == 2 * len(batch_indices(45_000, r.batch_size, torch.Generator()))
@@ -333,3 +334,42 @@ def test_chapter6_report_readings_claims():
     assert r2["CI high"] < 1 and k2["CI high"] < 1
     r = row("ResNet-14-1s1x64d", "ResNet-14-0s1x64d")
     assert f"changes nothing measurable ({r['throughput ratio']:.2f}, {ci(r)})" in text and r["CI low"] < 1 < r["CI high"]
+
+
+def test_chapter6_spike_and_clipping_claims():
+    """The unclipped Table I runs and the replay of the run that jumped, as notes/spike.json recorded it."""
+    import json
+
+    from course_lib.study import analysis, specs
+    text = _source("06")
+    first = analysis.study_records("06", "cpu", group="unclipped")
+    assert len(first) == sum(map(len, specs.UNCLIPPED_RUNS.values())) == 12 and "first twelve runs" in text
+    odd = [r for r in first if r["acc"] < 70]
+    assert len(odd) == 1 and (odd[0]["label"], odd[0]["seed"]) == ("ResNeSt-14-1s1x40d", 1)
+    twin = next(r for r in first if r["label"] == odd[0]["label"] and r["seed"] == 0)
+    assert f"ended {twin['acc'] - odd[0]['acc']:.0f}\npoints below" .replace("\n", " ") in text
+    check = analysis.seed_spread(first)
+    assert check["verdict"].startswith("above") and \
+        f"pooled seed SD is {check['sd']:.2f} points, 95 % CI [{check['low']:.2f}, {check['high']:.2f}]" in text
+    rest = analysis.seed_spread([r for r in first if r["label"] != odd[0]["label"]])
+    assert f"without it, {rest['sd']:.2f}" in text
+    spike = json.loads((ROOT / "notes" / "spike.json").read_text())
+    assert (spike["label"], spike["seed"]) == (odd[0]["label"], odd[0]["seed"]) and spike["replay_identical"]
+    top, n = spike["largest_step"], spike["steps_per_epoch"]
+    hist = odd[0]["record"]["history"]
+    assert f"At step {top['step']} of {n * len(hist):,}, in epoch {top['epoch']}" in text
+    assert f"was {top['grad_norm']:.1f}, {top['grad_norm'] / top['epoch_median_grad_norm']:.0f} times the median " \
+           f"of that epoch ({top['epoch_median_grad_norm']:.2f})" in text
+    assert f"its loss was {top['loss']:.2f}" in text and f"next batch's loss was {top['next_loss']:.2f}" in text
+    assert f"validation accuracy fell to {100 * hist[top['epoch'] - 1]['val_acc']:.0f} %" in text
+    re = spike["recomputed"]
+    assert re["bf16"]["grad_norm"] == top["grad_norm"] and f"in float32, has a norm of {re['fp32']['grad_norm']:.1f}" in text
+    assert all(k.startswith(("conv1.", "layer1.0.")) for k in re["largest"])    # the stem and the first block
+    binds = spike["clip_binds_as_run"]["5.0"]
+    assert binds[top["epoch"] - 1] == 1 and binds[2] == 0             # as run: epoch 3 none, epoch 4 the spike
+    assert spike["epochs"]["clip5"][-1]["max_grad_norm"] < 5           # the clipped branch's epoch 5: none
+    assert f"{binds[0]} of the first epoch's {n} steps" in text and spike["branch"] == 3
+    val = {k: 100 * v[-1]["val_acc"] for k, v in spike["epochs"].items()}
+    assert f"validation accuracy is {val['clip5']:.2f} %, against {val['bf16 (as run)']:.2f} % as it ran " \
+           f"(float32 from the\nsame checkpoint: {val['fp32']:.2f} %)".replace("\n", " ") in text
+    assert specs.STUDY_CLIP == 5.0 and "total norm of 5" in text

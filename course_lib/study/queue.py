@@ -108,8 +108,10 @@ def train_one(spec: Spec, profile: str, directory=None, *, force: bool = False, 
 
     def on_epoch(epoch, entry, history):
         val = "-" if entry["val_acc"] is None else f"{entry['val_acc']:.4f}"
+        clip = (f", clipped {entry['clipped_steps']} steps (largest norm {entry['grad_norm_max']:.1f})"
+                if "clipped_steps" in entry else "")
         print(f"    epoch {epoch}/{spec.epochs}: train loss {entry['train_loss']:.4f}, train acc "
-              f"{entry['train_acc']:.4f}, val acc {val}, {entry['seconds']:.0f} s", flush=True)
+              f"{entry['train_acc']:.4f}, val acc {val}, {entry['seconds']:.0f} s{clip}", flush=True)
     try:
         record = run(model, spec.recipe, data=spec.data(), seed=spec.seed, name=name, results_dir=directory,
                      runs_dir=checkpoints_dir(profile), force=force, progress=progress, callback=on_epoch,
