@@ -92,14 +92,14 @@ def regrad(model, batch: dict) -> dict:
     return out
 
 
-def study_spec(label: str, seed: int):
+def study_spec(label: str, seed: int, group: str):
     for s in protocol("06", "cpu"):
-        if s.group == "study" and s.label == label and s.seed == seed:
+        if s.group == group and s.label == label and s.seed == seed:
             return s
-    raise SystemExit(f"no study run {label} seed {seed} in chapter 6's cpu protocol")
+    raise SystemExit(f"no run {label} seed {seed} in group {group!r} of chapter 6's cpu protocol")
 
 
-def replay(spec, out: Path, until: int, steps_per_epoch: list) -> list[dict]:
+def replay(spec, out: Path, until: int, steps_per_epoch: list, epochs: list) -> list[dict]:
     """The run itself, up to epoch ``until``; keeps a copy of every epoch's checkpoint."""
     log = StepLog()
 
@@ -107,6 +107,7 @@ def replay(spec, out: Path, until: int, steps_per_epoch: list) -> list[dict]:
         (ckpt,) = (out / "runs").glob("*.pt")
         shutil.copy(ckpt, out / f"epoch{epoch}.pt")
         steps_per_epoch.append(len(log.rows))
+        epochs.append({"epoch": epoch, "train_loss": entry["train_loss"], "val_acc": entry["val_acc"]})
         print(f"  replay epoch {epoch}: train loss {entry['train_loss']:.4f}, val acc {entry['val_acc']:.4f}",
               flush=True)
         if epoch >= until:
@@ -122,7 +123,8 @@ def replay(spec, out: Path, until: int, steps_per_epoch: list) -> list[dict]:
     return log.rows
 
 
-def branch(spec, out: Path, start: int, until: int, change: dict, probe_step: int | None = None):
+def branch(spec, out: Path, start: int, until: int, change: dict, probe_step: int | None = None,
+           epochs: list | None = None):
     """Epochs start+1..until again from the checkpoint after epoch ``start``, with ``change`` applied.
     With ``probe_step``, stops at that step of the branch and returns its gradient compared (``regrad``)."""
     fields = {**spec.recipe_fields, **{k: v for k, v in change.items() if k not in Numerics.fields()}}
@@ -138,6 +140,8 @@ def branch(spec, out: Path, start: int, until: int, change: dict, probe_step: in
     log = StepLog((probe_step, model) if probe_step else None)
 
     def on_epoch(epoch, entry, history):
+        if epochs is not None:
+            epochs.append({"epoch": epoch, "train_loss": entry["train_loss"], "val_acc": entry["val_acc"]})
         print(f"  {change or 'as run'} epoch {epoch}: train loss {entry['train_loss']:.4f}, "
               f"val acc {entry['val_acc']:.4f}", flush=True)
         if epoch >= until:
@@ -152,6 +156,33 @@ def branch(spec, out: Path, start: int, until: int, change: dict, probe_step: in
         log.close()
         path.unlink(missing_ok=True)
     return log.probed if probe_step else log.rows
+
+
+def digest(out: Path) -> dict:
+    """The facts of a replay in a small file: the largest step, each variant's epochs, how often a clip binds."""
+    d = json.loads((out / "steps.json").read_text())
+    n, rows = d["steps_per_epoch"], d["variants"]["bf16 (as run)"]
+    top = max(rows, key=lambda r: r["grad_norm"])
+    e = (top["step"] - 1) // n
+    norms = sorted(r["grad_norm"] for r in rows[e * n:(e + 1) * n])
+    probe = out / f"probe-step{top['step'] - d['branch'] * n}.json"
+    def epochs(name, first):
+        part = d["variants"][name]
+        stats = [part[i:i + n] for i in range(0, len(part), n)]
+        return [{**ep, "max_grad_norm": max(r["grad_norm"] for r in st),
+                 "median_grad_norm": sorted(r["grad_norm"] for r in st)[len(st) // 2]}
+                for ep, st in zip(d["epochs"][name], stats)]
+    return {"command": f"python tools/spike.py {d['label']} {d['seed']} --until {len(d['epochs']['bf16 (as run)'])} "
+                       f"--branch {d['branch']} --variants {','.join(v for v in d['variants'] if v in VARIANTS)}",
+            "label": d["label"], "seed": d["seed"], "steps_per_epoch": n, "replay_identical": d.get("identical"),
+            "largest_step": {"step": top["step"], "epoch": e + 1, "grad_norm": top["grad_norm"], "loss": top["loss"],
+                             "lr": top["lr"], "next_loss": rows[top["step"]]["loss"],
+                             "epoch_median_grad_norm": norms[len(norms) // 2]},
+            "recomputed": json.loads(probe.read_text()) if probe.exists() else None,
+            "clip_binds_as_run": {str(c): [sum(r["grad_norm"] > c for r in rows[i:i + n]) for i in range(0, len(rows), n)]
+                                  for c in (1.0, 2.0, 5.0)},
+            "branch": d["branch"],
+            "epochs": {name: epochs(name, 0) for name in d["variants"]}}
 
 
 def summary(name: str, rows: list[dict], first_step: int, per_epoch: int) -> str:
@@ -177,12 +208,13 @@ def main(argv=None) -> int:
     ap.add_argument("--until", type=int, default=5, help="the last epoch to train (default 5)")
     ap.add_argument("--branch", type=int, default=3, help="branch from the checkpoint after this epoch")
     ap.add_argument("--variants", default="fp32,clip1", help=f"changes to try, of {sorted(VARIANTS)}")
+    ap.add_argument("--group", default="unclipped", help="the protocol group of the run (default unclipped)")
     ap.add_argument("--out", type=Path, default=Path("runs/spike"))
     ap.add_argument("--no-replay", action="store_true", help="branch from the checkpoints an earlier replay kept")
     ap.add_argument("--probe-step", type=int, help="after a replay: recompute the gradient of this step of the "
                     "branch (counted from --branch) in bf16 and fp32, from the same weights, batch and dropout")
     args = ap.parse_args(argv)
-    spec = study_spec(args.label, args.seed)
+    spec = study_spec(args.label, args.seed, args.group)
     out = args.out / f"{args.label}_seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     if args.probe_step:
@@ -192,31 +224,35 @@ def main(argv=None) -> int:
         return 0
     stored = find(spec, results_dir("cpu"))
     per_epoch: list = []
+    saved = json.loads((out / "steps.json").read_text()) if args.no_replay else {}
+    epochs: dict = dict(saved.get("epochs", {}))
     if args.no_replay:
-        rows = {"bf16 (as run)": json.loads((out / "steps.json").read_text())["variants"]["bf16 (as run)"]}
-        steps = json.loads((out / "steps.json").read_text())["steps_per_epoch"]
+        rows = dict(saved["variants"])
+        steps = saved["steps_per_epoch"]
     else:
-        rows = {"bf16 (as run)": replay(spec, out, args.until, per_epoch)}
+        epochs["bf16 (as run)"] = []
+        rows = {"bf16 (as run)": replay(spec, out, args.until, per_epoch, epochs["bf16 (as run)"])}
         steps = per_epoch[0]
     if stored and not args.no_replay:
-        mine = [h["train_loss"] for h in json.loads((next((out / "results").glob("*.json"))).read_text())["history"]]
+        mine = [e["train_loss"] for e in epochs["bf16 (as run)"]]
         theirs = [h["train_loss"] for h in stored["history"][:len(mine)]]
+        saved["identical"] = mine == theirs
         print(f"replay against the record: {'identical' if mine == theirs else 'DIFFERENT'} "
               f"training losses over {len(mine)} epochs ({mine} vs {theirs})")
     for v in filter(None, args.variants.split(",")):
         if v not in VARIANTS:
             raise SystemExit(f"--variants: unknown {v!r}; choose from {sorted(VARIANTS)}")
-        rows[v] = branch(spec, out, args.branch, args.until, VARIANTS[v])
-    if args.no_replay:
-        old = json.loads((out / "steps.json").read_text())["variants"]
-        rows = {**old, **rows}
+        epochs[v] = []
+        rows[v] = branch(spec, out, args.branch, args.until, VARIANTS[v], epochs=epochs[v])
     (out / "steps.json").write_text(json.dumps({"label": args.label, "seed": args.seed, "branch": args.branch,
-                                                "steps_per_epoch": steps, "variants": rows}))
+                                                "steps_per_epoch": steps, "identical": saved.get("identical"),
+                                                "variants": rows, "epochs": epochs}))
+    (out / "summary.json").write_text(json.dumps(digest(out), indent=1))
     print(summary("bf16 (as run)", rows["bf16 (as run)"], 0, steps))
     for v, r in rows.items():
         if v != "bf16 (as run)":
             print(summary(f"{v} from epoch {args.branch}", r, args.branch * steps, steps))
-    print(f"steps: {out / 'steps.json'}; records: {out / 'results'}")
+    print(f"steps: {out / 'steps.json'}; summary: {out / 'summary.json'}; records: {out / 'results'}")
     return 0
 
 
