@@ -142,10 +142,10 @@ def _labels(record: dict):
 
 
 # ------------------------------------------------------------------------------- the report's readings
-# Fixed on 2 December 2026, when the width pair had one seed: "no noticeable change" holds when the whole
-# 95 % interval lies within NO_EFFECT_MARGIN points of zero. The report reads gaps of 1.4 to 1.8 points as
-# effects, so a change under 1 point is one it would not have noticed. Throughputs are "comparable" when
-# the interval of their ratio lies within COMPARABLE_MARGIN of 1.
+# Fixed on 2 December 2026, before any clipped study run had finished: "no noticeable change" holds when
+# the whole 95 % interval lies within NO_EFFECT_MARGIN points of zero. The report treats 0.01 points as no
+# change and 1.4 points and more as clear effects (0.60, with a caution about chance, as a slight one).
+# Throughputs are "comparable" when the interval of their ratio lies within COMPARABLE_MARGIN of 1.
 NO_EFFECT_MARGIN = 1.0
 COMPARABLE_MARGIN = 0.10
 

@@ -37,7 +37,7 @@ TABLE1_CLAIMS = (
     ("every ResNeSt variant beats the ResNet baseline", tuple((v, _BASE) for v in _RESNEST14), +1),
     ("the radix block slightly lowers ResNet's accuracy", (("ResNet-14-1s1x64d", _BASE),), -1),
     ("radix 1 lowers ResNeSt's accuracy against the plain block", (("ResNeSt-14-1s1x64d", "ResNeSt-14-0s1x64d"),), -1),
-    ("radix 2 wins back what radix 1 lost", (("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),), +1),
+    ("radix 2 beats radix 1, mitigating its loss", (("ResNeSt-14-2s1x64d", "ResNeSt-14-1s1x64d"),), +1),
     ("width 40 instead of 64 changes accuracy unnoticeably", (("ResNeSt-14-1s1x40d", "ResNeSt-14-1s1x64d"),), 0),
     ("cardinality 2 instead of 1 improves accuracy", (("ResNeSt-14-1s2x64d", "ResNeSt-14-1s1x64d"),), +1),
     ("ResNeSt-14-2s1x64d beats ResNet-14 (the conclusions)", (("ResNeSt-14-2s1x64d", _BASE),), +1),
