@@ -97,6 +97,24 @@ def test_cost_claims_pair_the_repeats_and_compare_the_arithmetic():
         analysis.cost_claims(_grid({k: v for k, v in ms.items() if k != "ResNeSt-14-1s1x40d"}))
 
 
+def test_clipping_separates_the_warm_up_from_spikes_after_it():
+    def row(label, clipped, norms):
+        hist = [{"epoch": i + 1, "clipped_steps": c, "grad_norm_max": n} for i, (c, n) in enumerate(zip(clipped, norms))]
+        recipe = {"grad_clip": 5.0, "batch_size": 256, "warmup_steps": 352}
+        return {"label": label, "seed": 0, "acc": 80.0, "record": {"config": {"images": None, "recipe": recipe},
+                                                                   "history": hist}}
+    smooth = row("A", [54, 1, 0, 0], [10.7, 5.7, 1.4, 1.2])
+    spike = row("B", [40, 0, 0, 1], [9.0, 4.0, 1.1, 45.9])
+    unclipped = {"label": "C", "seed": 0, "acc": 80.0,
+                 "record": {"config": {"images": None, "recipe": {"grad_clip": None, "batch_size": 256}},
+                            "history": [{"epoch": 1}]}}
+    t = analysis.clipping([smooth, spike, unclipped])
+    assert list(t.index) == ["A, seed 0", "B, seed 0"] and set(t["warm-up epochs"]) == {2}   # 352 steps / 176
+    assert t.loc["A, seed 0", "clipped in warm-up"] == 55 and t.loc["A, seed 0", "clipped after"] == 0
+    assert t.loc["B, seed 0", "clipped after"] == 1 and t.loc["B, seed 0", "largest norm after"] == 45.9
+    assert analysis.clipping([unclipped]).empty
+
+
 # ---- Table II (chapter 7)
 def _table2_groups(accs: dict, table1: dict | None = None) -> dict:
     """What runs() returns per chapter: (spec, record) for {(label, seed): test accuracy, 'running' or None}."""

@@ -289,6 +289,26 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     return table, paired_ci(acc["bf16"], acc["fp32"], level)
 
 
+def clipping(rows):
+    """Where each clipped run's gradient clip acted: steps clipped during the warm-up and after it, and the
+    largest gradient norm met after it (a step clipped after the warm-up is the trace of a spike)."""
+    import pandas as pd
+    out = []
+    for r in rows:
+        rec = r["record"]
+        recipe, hist = rec["config"]["recipe"], rec.get("history") or []
+        if not recipe.get("grad_clip") or not hist or "clipped_steps" not in hist[0]:
+            continue
+        per_epoch = -(-(rec["config"].get("images") or 45_000) // recipe["batch_size"])
+        warm = -(-recipe.get("warmup_steps", 0) // per_epoch)            # epochs that the warm-up touches
+        after = hist[warm:]
+        out.append({"run": f"{r['label']}, seed {r['seed']}", "warm-up epochs": warm,
+                    "clipped in warm-up": sum(h["clipped_steps"] for h in hist[:warm]),
+                    "clipped after": sum(h["clipped_steps"] for h in after),
+                    "largest norm after": max((h["grad_norm_max"] for h in after), default=None)})
+    return pd.DataFrame(out).set_index("run") if out else pd.DataFrame()
+
+
 def progress(chapter: str, profile: str, directory=None, group: str = "study") -> str:
     """'n of N study runs finished' for a chapter's protocol group."""
     group_runs = runs(chapter, profile, group, directory)
