@@ -383,3 +383,23 @@ def test_chapter6_spike_and_clipping_claims():
     assert f"(its largest norm in epochs 4 and 5: {max(e['max_grad_norm'] for e in fp32):.2f})" in text
     assert max(e["max_grad_norm"] for e in fp32) < 5
     assert specs.STUDY_CLIP == 5.0 and "total norm of 5" in text
+
+
+def test_chapter6_shared_rate_caution_claims():
+    """ResNet-14-0s1x64d at 0.05 and 0.2 (seed 0, no zero-init, no clip) against the probe's two runs."""
+    from course_lib.study import analysis
+    text = _source("06")
+    low = analysis.zero_init_histories("cpu")["last BN of each block at 1 (as the study builds it)"]
+    high = next(r for r in analysis.study_records("06", "cpu", group="unclipped")
+                if r["label"] == "ResNet-14-0s1x64d" and r["seed"] == 0)["record"]
+    for rec, lr in ((low, 0.05), (high, 0.2)):
+        cfg = rec["config"]
+        assert cfg["recipe"]["lr"] == lr and cfg["seed"] == 0 and not cfg["recipe"]["grad_clip"]
+        assert cfg["overrides"] == {"zero_init_last": False} and cfg["images"] is None
+    a, b = 100 * low["test_acc"], 100 * high["test_acc"]
+    probe = analysis.probe_table("cpu")
+    full = probe[probe.probe == "Table I's scale, no zero-init"].set_index("peak lr")["test %"]
+    assert f"It ended at {a:.2f} % and {b:.2f} %, {b - a:.2f} points apart" in text
+    assert f"ended {full[0.2] - full[0.05]:.2f} points apart ({full[0.05]:.2f} % and {full[0.2]:.2f} % test accuracy)" \
+        in text
+    assert round(b - a - (full[0.2] - full[0.05])) == 4 and "about four points larger" in text
