@@ -169,6 +169,9 @@ def test_collect_counts_running_records_as_missing(tmp_path):
     assert f"{len(rows) - 1} of {len(rows)} runs" in tables.missing_text(rows, "smoke", "06")
     assert "seeds 0, 0" not in tables.missing_text(rows, "smoke", "06")     # one label per row of the chapter
     assert specs.command("smoke", "06") in tables.missing_text(rows, "smoke", "06")
+    assert specs.command("cpu", "06", "unclipped", "study").endswith("--chapter 06 --group unclipped --group study")
+    with pytest.raises(ValueError, match="no group \\['tabel'\\]"):
+        specs.command("cpu", "06", "tabel")
 
 
 def test_collect_flags_finished_runs_whose_loss_exploded(tmp_path):

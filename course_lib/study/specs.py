@@ -519,6 +519,11 @@ def find(spec: Spec, directory) -> dict | None:
     return res.find_record(run_config(spec), _profile_folder(directory))
 
 
-def command(profile: str, chapter: str) -> str:
-    """The shell command that produces a chapter's runs of a profile."""
-    return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}"
+def command(profile: str, chapter: str, *groups: str) -> str:
+    """The shell command that produces a chapter's runs of a profile (only those of ``groups``, if given)."""
+    known = {s.group for s in (*study(chapter, profile), *protocol(chapter, profile))}
+    unknown = sorted(set(groups) - known)
+    if unknown:
+        raise ValueError(f"chapter {chapter} has no group {unknown} in the '{profile}' profile: {sorted(known)}")
+    return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}" + \
+        "".join(f" --group {g}" for g in groups)
