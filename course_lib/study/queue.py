@@ -281,10 +281,12 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
         return []
     tag = f"{worker}: " if worker else ""
     out, held = [], []
+    before = 0
     for i, s in enumerate(specs, 1):
         with _claim(s, profile, directory, ctx) as (what, rec):
             if what == DONE:
                 out.append(rec)
+                before += 1
             elif what == BUSY:
                 say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
                 held.append((i, s))
@@ -307,6 +309,9 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
                         flush=True)
                     out.append(train_one(s, profile, directory, sync_bn=sync_bn))
         held = still
+    say(f"{tag}{len(specs)} run(s) of {profile}{f' chapter {chapter}' if chapter else ''}"
+        f"{' group ' + ', '.join(groups) if groups else ''}: {before} already finished, "
+        f"{len(out) - before} trained or taken over here, {len(held)} held elsewhere", flush=True)
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
     for ch in [] if groups or not ctx.is_main else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
         with _flock(checkpoints_dir(profile) / f"latency-{ch}.lock", wait=True):   # one worker measures

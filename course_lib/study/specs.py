@@ -521,9 +521,9 @@ def find(spec: Spec, directory) -> dict | None:
 
 def command(profile: str, chapter: str, *groups: str) -> str:
     """The shell command that produces a chapter's runs of a profile (only those of ``groups``, if given)."""
-    known = {s.group for s in (*study(chapter, profile), *protocol(chapter, profile))}
+    known = {s.group for p in PROFILES for s in (*study(chapter, p), *protocol(chapter, p))}   # some are cpu's only
     unknown = sorted(set(groups) - known)
     if unknown:
-        raise ValueError(f"chapter {chapter} has no group {unknown} in the '{profile}' profile: {sorted(known)}")
+        raise ValueError(f"chapter {chapter} has no group {unknown}: it has {sorted(known)}")
     return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}" + \
         "".join(f" --group {g}" for g in groups)
