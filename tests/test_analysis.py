@@ -115,6 +115,23 @@ def test_clipping_separates_the_warm_up_from_spikes_after_it():
     assert analysis.clipping([unclipped]).empty
 
 
+def test_clip_effect_pairs_variant_and_seed_and_sets_aside_the_run_that_spiked():
+    def row(label, seed, acc, losses):
+        return {"label": label, "seed": seed, "acc": acc,
+                "record": {"history": [{"epoch": i + 1, "train_loss": x} for i, x in enumerate(losses)]}}
+    smooth = [2.1, 1.8, 1.5, 1.4, 1.3]
+    unclipped = [row("A", 0, 80.0, smooth), row("A", 1, 79.0, smooth), row("B", 0, 81.0, smooth),
+                 row("B", 1, 66.5, [2.1, 1.9, 1.6, 1.5, 1.8]), row("C", 0, 70.0, smooth)]
+    clipped = [row("A", 0, 79.0, smooth), row("A", 1, 78.2, smooth), row("B", 0, 79.9, smooth),
+               row("B", 1, 79.5, smooth)]                                    # C not yet trained with the clip
+    assert analysis.loss_rose(unclipped[3]["record"]) and not analysis.loss_rose(unclipped[0]["record"])
+    assert not analysis.loss_rose(row("D", 0, 0, [2.3, 2.4, 2.0])["record"])   # a rise inside the warm-up
+    table, smooth_ci, all_ci = analysis.clip_effect(clipped, unclipped)
+    assert len(table) == 4 and table.loc[("B", 1), "unclipped loss rose"]
+    assert smooth_ci["n"] == 3 and smooth_ci["diff"] == pytest.approx((-1.0 - 0.8 - 1.1) / 3)
+    assert all_ci["n"] == 4 and all_ci["diff"] > 0                          # the rescued run outweighs the rest
+
+
 # ---- Table II (chapter 7)
 def _table2_groups(accs: dict, table1: dict | None = None) -> dict:
     """What runs() returns per chapter: (spec, record) for {(label, seed): test accuracy, 'running' or None}."""

@@ -309,6 +309,33 @@ def clipping(rows):
     return pd.DataFrame(out).set_index("run") if out else pd.DataFrame()
 
 
+def loss_rose(record: dict, after: int = 2) -> bool:
+    """Did the training loss rise from one epoch to the next after epoch ``after`` (the warm-up)? The
+    per-epoch trace of a spike: with a decaying rate a smooth run's loss only falls."""
+    loss = [h["train_loss"] for h in record.get("history") or []]
+    return any(b > a for a, b in zip(loss[after - 1:], loss[after:]))
+
+
+def clip_effect(clipped, unclipped, level: float = 0.95):
+    """What clipping changed, run by run: each (variant, seed) trained both ways, same start and batches.
+
+    Returns (table of pairs, paired CI over the pairs whose unclipped run trained smoothly, the same over
+    all pairs); a pair whose unclipped run's loss rose after the warm-up (``loss_rose``) is marked.
+    """
+    import pandas as pd
+    mine = {(r["label"], r["seed"]): r for r in clipped}
+    rows = []
+    for r in unclipped:
+        c = mine.get((r["label"], r["seed"]))
+        if c is not None:
+            rows.append({"variant": r["label"], "seed": r["seed"], "unclipped %": r["acc"], "clipped %": c["acc"],
+                         "clipped - unclipped": c["acc"] - r["acc"], "unclipped loss rose": loss_rose(r["record"])})
+    table = pd.DataFrame(rows).set_index(["variant", "seed"]) if rows else pd.DataFrame()
+    smooth = [x for x in rows if not x["unclipped loss rose"]]
+    ci = lambda part: paired_ci([x["clipped %"] for x in part], [x["unclipped %"] for x in part], level)  # noqa: E731
+    return table, ci(smooth), ci(rows)
+
+
 def progress(chapter: str, profile: str, directory=None, group: str = "study") -> str:
     """'n of N study runs finished' for a chapter's protocol group."""
     group_runs = runs(chapter, profile, group, directory)
