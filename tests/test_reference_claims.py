@@ -403,3 +403,21 @@ def test_chapter6_shared_rate_caution_claims():
     assert f"ended {full[0.2] - full[0.05]:.2f} points apart ({full[0.05]:.2f} % and {full[0.2]:.2f} % test accuracy)" \
         in text
     assert round(b - a - (full[0.2] - full[0.05])) == 4 and "about four points larger" in text
+
+
+def test_chapter6_first_caught_spike_claim():
+    from course_lib.study import analysis
+    text = _source("06")
+    runs = {(r["label"], r["seed"]): r for r in analysis.study_records("06", "cpu")}
+    first = {(r["label"], r["seed"]): r for r in analysis.study_records("06", "cpu", group="unclipped")}
+    key = ("ResNeSt-14-1s1x40d", 0)
+    if key not in runs:
+        pytest.skip("the clipped run is not committed")
+    hist = runs[key]["record"]["history"]
+    caught = [h for h in hist[2:] if h["clipped_steps"]]
+    assert len(caught) == 1 and caught[0]["clipped_steps"] == 1
+    assert f"in epoch {caught[0]['epoch']} of seed 0 of ResNeSt-14-1s1x40d, one step had a gradient norm of " \
+           f"{caught[0]['grad_norm_max']:.1f}" in text
+    assert f"the run ended at {runs[key]['acc']:.2f} %, beside {first[key]['acc']:.2f} % for the same seed" in text
+    clips = analysis.clipping(list(runs.values()))
+    assert clips.loc["ResNeSt-14-1s1x40d, seed 0", "clipped after"] == 1
