@@ -76,6 +76,17 @@ def test_claims_judge_each_reading_by_its_weakest_pair_and_check_the_reports_own
     assert set(one_seed.index.get_level_values(1)) == {"needs 2+ seeds"}
 
 
+def test_compact_claims_read_on_a_page():
+    t = analysis.compact(analysis.claims(_rows()))
+    assert "ResNeSt 0s1x64d - ResNet 0s1x64d" in t.index.get_level_values("pair")
+    assert {"95 % CI", "report agrees", "this pair", "diff."} <= set(t.columns) and "CI low" not in t.columns
+    full = analysis.claims(_rows())
+    first = full.iloc[0]
+    assert t.iloc[0]["95 % CI"] == f"[{first['CI low']:.2f}, {first['CI high']:.2f}]"
+    one_seed = analysis.compact(analysis.claims([r for r in _rows() if r["seed"] == 0]))
+    assert (one_seed["95 % CI"] == "").all()
+
+
 def _grid(ms: dict, repeats: int = 12):
     cells = [{"model": m, "threads": 1, "batch_size": 64,
               "wall": {"ms_per_batch": [t * (1 + 0.2 * (i % 3)) for i in range(repeats)]}} for m, t in ms.items()]

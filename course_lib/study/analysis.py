@@ -215,6 +215,21 @@ def claims(rows, readings=TABLE1_CLAIMS, level: float = 0.95, margin: float = NO
                               "this pair"])
 
 
+def compact(frame, digits: int = 2):
+    """A claims table for reading on a page: short names (ResNeSt-14-0s1x64d -> ResNeSt 0s1x64d), the interval in
+    one column, short headings."""
+    import pandas as pd
+    out = frame.copy()
+    out.index = out.index.set_levels(out.index.levels[-1].str.replace("-14-", " "), level=-1)
+    def interval(r):
+        return "" if pd.isna(r["CI low"]) else f"[{r['CI low']:.{digits}f}, {r['CI high']:.{digits}f}]"
+    out.insert(list(out.columns).index("CI low"), "95 % CI", out.apply(interval, axis=1))
+    out = out.drop(columns=["CI low", "CI high", "repeats"], errors="ignore")
+    out = out.rename(columns={"report's table agrees": "report agrees", "if time followed MACs": "MACs predict",
+                              "throughput ratio": "ratio", "difference": "diff."})
+    return out.round(digits)
+
+
 def cost_claims(grid: dict, readings=TABLE1_COST_CLAIMS, batch: int = 64, threads: int = 1, clock: str = "wall",
                 level: float = 0.95, margin: float = COMPARABLE_MARGIN, report=REPORT_TABLE1, size: int = 32):
     """The report's readings of Table I's throughput, judged on a latency grid measured here.
