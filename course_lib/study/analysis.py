@@ -217,7 +217,7 @@ def claims(rows, readings=TABLE1_CLAIMS, level: float = 0.95, margin: float = NO
 
 def compact(frame, digits: int = 2):
     """A claims table for reading on a page: short names (ResNeSt-14-0s1x64d -> ResNeSt 0s1x64d), the interval in
-    one column, short headings."""
+    one column, short headings, and no "this pair" column when every pair has its reading's verdict."""
     import pandas as pd
     out = frame.copy()
     out.index = out.index.set_levels(out.index.levels[-1].str.replace("-14-", " "), level=-1)
@@ -225,6 +225,8 @@ def compact(frame, digits: int = 2):
         return "" if pd.isna(r["CI low"]) else f"[{r['CI low']:.{digits}f}, {r['CI high']:.{digits}f}]"
     out.insert(list(out.columns).index("CI low"), "95 % CI", out.apply(interval, axis=1))
     out = out.drop(columns=["CI low", "CI high", "repeats"], errors="ignore")
+    if (out["this pair"] == out.index.get_level_values("verdict")).all():   # every pair as its reading: say it once
+        out = out.drop(columns="this pair")
     out = out.rename(columns={"report's table agrees": "report agrees", "if time followed MACs": "MACs predict",
                               "throughput ratio": "ratio", "difference": "diff."})
     return out.round(digits)
