@@ -111,25 +111,32 @@ def test_cost_claims_pair_the_repeats_and_compare_the_arithmetic():
 def test_clipping_separates_the_warm_up_from_spikes_after_it():
     def row(label, clipped, norms):
         hist = [{"epoch": i + 1, "clipped_steps": c, "grad_norm_max": n} for i, (c, n) in enumerate(zip(clipped, norms))]
-        recipe = {"grad_clip": 5.0, "batch_size": 256, "warmup_steps": 352}
-        return {"label": label, "seed": 0, "acc": 80.0, "record": {"config": {"images": None, "recipe": recipe},
-                                                                   "history": hist}}
+        recipe = {"name": "study", "grad_clip": 5.0, "batch_size": 256, "warmup_steps": 352}
+        return {"label": label, "seed": 0, "acc": 80.0, "record": {"config": {"dataset": "cifar10", "images": None,
+                                                                              "recipe": recipe}, "history": hist}}
     smooth = row("A", [54, 1, 0, 0], [10.7, 5.7, 1.4, 1.2])
     spike = row("B", [40, 0, 0, 1], [9.0, 4.0, 1.1, 45.9])
     unclipped = {"label": "C", "seed": 0, "acc": 80.0,
-                 "record": {"config": {"images": None, "recipe": {"grad_clip": None, "batch_size": 256}},
+                 "record": {"config": {"dataset": "cifar10", "images": None,
+                                       "recipe": {"name": "study", "grad_clip": None, "batch_size": 256}},
                             "history": [{"epoch": 1}]}}
     t = analysis.clipping([smooth, spike, unclipped])
     assert list(t.index) == ["A, seed 0", "B, seed 0"] and set(t["warm-up epochs"]) == {2}   # 352 steps / 176
     assert t.loc["A, seed 0", "clipped in warm-up"] == 55 and t.loc["A, seed 0", "clipped after"] == 0
     assert t.loc["B, seed 0", "clipped after"] == 1 and t.loc["B, seed 0", "largest norm after"] == 45.9
     assert analysis.clipping([unclipped]).empty
+    table2 = row("D", [30, 2, 1, 0, 0, 1, 0, 0], [9.0] * 8)            # 20,000 images: 79 steps, 352 -> 5 epochs
+    table2["record"]["config"]["images"] = 20_000
+    t = analysis.clipping([table2])
+    assert t.loc["D, seed 0", "warm-up epochs"] == 5 and t.loc["D, seed 0", "clipped after"] == 1
 
 
 def test_clip_effect_pairs_variant_and_seed_and_sets_aside_the_run_that_spiked():
+    config = {"dataset": "cifar10", "images": None, "recipe": {"name": "study", "batch_size": 256, "warmup_steps": 352}}
+
     def row(label, seed, acc, losses):
-        return {"label": label, "seed": seed, "acc": acc,
-                "record": {"history": [{"epoch": i + 1, "train_loss": x} for i, x in enumerate(losses)]}}
+        return {"label": label, "seed": seed, "acc": acc, "record": {
+            "config": config, "history": [{"epoch": i + 1, "train_loss": x} for i, x in enumerate(losses)]}}
     smooth = [2.1, 1.8, 1.5, 1.4, 1.3]
     unclipped = [row("A", 0, 80.0, smooth), row("A", 1, 79.0, smooth), row("B", 0, 81.0, smooth),
                  row("B", 1, 66.5, [2.1, 1.9, 1.6, 1.5, 1.8]), row("C", 0, 70.0, smooth)]
@@ -137,6 +144,8 @@ def test_clip_effect_pairs_variant_and_seed_and_sets_aside_the_run_that_spiked()
                row("B", 1, 79.5, smooth)]                                    # C not yet trained with the clip
     assert analysis.loss_rose(unclipped[3]["record"]) and not analysis.loss_rose(unclipped[0]["record"])
     assert not analysis.loss_rose(row("D", 0, 0, [2.3, 2.4, 2.0])["record"])   # a rise inside the warm-up
+    assert analysis.loss_rose(row("D", 0, 0, [2.3, 2.4, 2.0])["record"], after=0)
+    assert not analysis.loss_rose(row("E", 0, 0, [2.3, 2.0, 1.8])["record"], after=0)   # smooth, from epoch 1
     table, smooth_ci, all_ci = analysis.clip_effect(clipped, unclipped)
     assert len(table) == 4 and table.loc[("B", 1), "unclipped loss rose"]
     assert smooth_ci["n"] == 3 and smooth_ci["diff"] == pytest.approx((-1.0 - 0.8 - 1.1) / 3)

@@ -374,7 +374,9 @@ def test_chapter6_spike_and_clipping_claims():
     assert all(k.startswith(("conv1.", "layer1.0.")) for k in re["largest"])    # the stem and the first block
     binds = spike["clip_binds_as_run"]["5.0"]
     assert binds[top["epoch"] - 1] == 1 and binds[2] == 0             # as run: epoch 3 none, epoch 4 the spike
-    assert spike["epochs"]["clip5"][-1]["max_grad_norm"] < 5           # the clipped branch's epoch 5: none
+    # the clipped branch's epoch 5: none clipped. Its norms are logged after clipping, so a clipped step
+    # would show as 5 (to within the clip's 1e-6 guard): the largest is far below
+    assert spike["epochs"]["clip5"][-1]["max_grad_norm"] < 4.99
     assert f"{binds[0]} of the first epoch's {n} steps" in text and spike["branch"] == 3
     val = {k: 100 * v[-1]["val_acc"] for k, v in spike["epochs"].items()}
     assert f"validation accuracy is {val['clip5']:.2f} %, against {val['bf16 (as run)']:.2f} % as the run went." \
@@ -414,7 +416,7 @@ def test_chapter6_first_caught_spike_claim():
     if key not in runs:
         pytest.skip("the clipped run is not committed")
     hist = runs[key]["record"]["history"]
-    caught = [h for h in hist[2:] if h["clipped_steps"]]
+    caught = [h for h in hist[analysis.warmup_epochs(runs[key]["record"]):] if h["clipped_steps"]]
     assert len(caught) == 1 and caught[0]["clipped_steps"] == 1
     assert f"in epoch {caught[0]['epoch']} of seed 0 of ResNeSt-14-1s1x40d, one step had a gradient norm of " \
            f"{caught[0]['grad_norm_max']:.1f}" in text

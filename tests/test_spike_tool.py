@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("spike", ROOT / "tools" / "spike.py")
 spike = importlib.util.module_from_spec(spec)
@@ -27,9 +29,18 @@ def test_digest_finds_the_largest_step_its_epoch_median_and_where_a_clip_would_b
     d = spike.digest(tmp_path)
     top = d["largest_step"]
     assert (top["step"], top["epoch"], top["grad_norm"], top["next_loss"]) == (10, 3, 30.0, 2.6)
-    assert top["epoch_median_grad_norm"] == 0.9                         # sorted 0.7, 0.8, 0.9, 30 -> index 2
+    assert top["epoch_median_grad_norm"] == pytest.approx(0.85)         # median of 0.7, 30, 0.9, 0.8
     assert d["recomputed"] == {"fp32": {"grad_norm": 29.0}}             # step 10 = step 2 of the branch
     assert d["clip_binds_as_run"]["5.0"] == [2, 0, 1] and d["clip_binds_as_run"]["1.0"] == [4, 1, 1]
     assert d["epochs"]["clip5"] == [{"epoch": 1, "train_loss": 1.0, "val_acc": 0.6, "max_grad_norm": 5.0,
-                                     "median_grad_norm": 0.9}]
+                                     "median_grad_norm": pytest.approx(0.85)}]
     assert d["replay_identical"] and d["command"].startswith("python tools/spike.py ResNeSt-14-1s1x40d 1 ")
+
+
+def test_digest_of_a_spike_on_the_last_step_has_no_next_loss(tmp_path):
+    (tmp_path / "steps.json").write_text(json.dumps({
+        "label": "X", "seed": 0, "branch": 0, "steps_per_epoch": 2, "identical": None,
+        "variants": {"bf16 (as run)": _steps([1.0, 9.0], [2.0, 2.1])},
+        "epochs": {"bf16 (as run)": [{"epoch": 1, "train_loss": 2.05, "val_acc": 0.2}]}}))
+    top = spike.digest(tmp_path)["largest_step"]
+    assert top["step"] == 2 and top["next_loss"] is None and top["epoch_median_grad_norm"] == 5.0

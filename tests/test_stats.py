@@ -83,3 +83,5 @@ def test_median_interval_takes_the_sign_test_order_statistics_and_covers():
     assert 0.95 <= np.mean(hits) <= 0.99               # the lognormal's median is 1; coverage 0.965 by design
     with pytest.raises(ValueError, match="needs more values"):
         median_ci([1, 2, 3, 4, 5])
+    with pytest.raises(ValueError, match="finite"):
+        median_ci([1, 2, 3, 4, 5, 6, float("nan")])

@@ -189,6 +189,19 @@ def test_gradient_clipping_is_counted_and_changes_nothing_it_does_not_touch(dirs
     assert strip(tight["history"]) != strip(plain["history"])
 
 
+def test_an_overflowing_step_is_counted_as_skipped_not_clipped(dirs, monkeypatch):
+    real, calls = nn.utils.clip_grad_norm_, []
+
+    def overflow_once(params, max_norm, *args, **kwargs):     # an fp16 step: the norm is inf, the scaler skips it
+        calls.append(1)
+        norm = real(params, max_norm, *args, **kwargs)
+        return torch.tensor(float("inf")) if len(calls) == 2 else norm
+    monkeypatch.setattr(tr.nn.utils, "clip_grad_norm_", overflow_once)
+    rec = runner.run(Tiny, "book", seed=1, grad_clip=1e9, **dirs, **{**QUICK, "epochs": 1})
+    (h,) = rec["history"]
+    assert h["skipped_steps"] == 1 and h["clipped_steps"] == 0 and 0 < h["grad_norm_max"] < 1e9
+
+
 def test_divergence_stops_with_a_clear_error(dirs):
     with pytest.raises(tr.DivergenceError, match=r"epoch \d+, step \d+/\d+.*learning rate 1e\+06.*Try"):
         runner.run(Tiny, "report", lr=1e6, **dirs, **QUICK)

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def replay(spec, out: Path, until: int, steps_per_epoch: list, epochs: list) -> 
     log = StepLog()
 
     def on_epoch(epoch, entry, history):
-        (ckpt,) = (out / "runs").glob("*.pt")
+        ckpt = max((out / "runs").glob("*.pt"), key=lambda p: p.stat().st_mtime)   # the run's, just written
         shutil.copy(ckpt, out / f"epoch{epoch}.pt")
         steps_per_epoch.append(len(log.rows))
         epochs.append({"epoch": epoch, "train_loss": entry["train_loss"], "val_acc": entry["val_acc"]})
@@ -164,25 +165,26 @@ def digest(out: Path) -> dict:
     n, rows = d["steps_per_epoch"], d["variants"]["bf16 (as run)"]
     top = max(rows, key=lambda r: r["grad_norm"])
     e = (top["step"] - 1) // n
-    norms = sorted(r["grad_norm"] for r in rows[e * n:(e + 1) * n])
+    norms = [r["grad_norm"] for r in rows[e * n:(e + 1) * n]]
     probe = out / f"probe-step{top['step'] - d['branch'] * n}.json"
-    def epochs(name, first):
+    def epochs(name):
         part = d["variants"][name]
         stats = [part[i:i + n] for i in range(0, len(part), n)]
         return [{**ep, "max_grad_norm": max(r["grad_norm"] for r in st),
-                 "median_grad_norm": sorted(r["grad_norm"] for r in st)[len(st) // 2]}
+                 "median_grad_norm": statistics.median(r["grad_norm"] for r in st)}
                 for ep, st in zip(d["epochs"][name], stats)]
     return {"command": f"python tools/spike.py {d['label']} {d['seed']} --until {len(d['epochs']['bf16 (as run)'])} "
                        f"--branch {d['branch']} --variants {','.join(v for v in d['variants'] if v in VARIANTS)}",
             "label": d["label"], "seed": d["seed"], "steps_per_epoch": n, "replay_identical": d.get("identical"),
             "largest_step": {"step": top["step"], "epoch": e + 1, "grad_norm": top["grad_norm"], "loss": top["loss"],
-                             "lr": top["lr"], "next_loss": rows[top["step"]]["loss"],
-                             "epoch_median_grad_norm": norms[len(norms) // 2]},
+                             "lr": top["lr"], "next_loss": rows[top["step"]]["loss"] if top["step"] < len(rows) else None,
+                             "epoch_median_grad_norm": statistics.median(norms)},
             "recomputed": json.loads(probe.read_text()) if probe.exists() else None,
             "clip_binds_as_run": {str(c): [sum(r["grad_norm"] > c for r in rows[i:i + n]) for i in range(0, len(rows), n)]
                                   for c in (1.0, 2.0, 5.0)},
             "branch": d["branch"],
-            "epochs": {name: epochs(name, 0) for name in d["variants"]}}
+            "epochs": {name: epochs(name) for name in d["variants"]},
+            "note": "the gradient norms of a clipped branch are logged after clipping (at most the clip)"}
 
 
 def summary(name: str, rows: list[dict], first_step: int, per_epoch: int) -> str:
@@ -192,7 +194,7 @@ def summary(name: str, rows: list[dict], first_step: int, per_epoch: int) -> str
         if part:
             lines.append(f"  epoch {(first_step + e) // per_epoch + 1}: mean loss "
                          f"{sum(r['loss'] for r in part) / len(part):.3f}, max loss {max(r['loss'] for r in part):.2f}, "
-                         f"median grad norm {sorted(r['grad_norm'] for r in part)[len(part) // 2]:.2f}, "
+                         f"median grad norm {statistics.median(r['grad_norm'] for r in part):.2f}, "
                          f"max grad norm {max(r['grad_norm'] for r in part):.2f}")
     worst = sorted((r for r in rows if r["loss"] is not None and math.isfinite(r["loss"])),
                    key=lambda r: -r["loss"])[:5]
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
         steps = per_epoch[0]
     if stored and not args.no_replay:
         mine = [e["train_loss"] for e in epochs["bf16 (as run)"]]
-        theirs = [h["train_loss"] for h in stored["history"][:len(mine)]]
+        theirs = [h["train_loss"] for h in (stored.get("history") or [])[:len(mine)]]
         saved["identical"] = mine == theirs
         print(f"replay against the record: {'identical' if mine == theirs else 'DIFFERENT'} "
               f"training losses over {len(mine)} epochs ({mine} vs {theirs})")

@@ -17,7 +17,9 @@ Record schema (``SCHEMA`` = 1)::
 
     key, config, status ('running' | 'finished' | 'diverged'), error,
     history: [{epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds}, ...] (with grad_clip also
-             clipped_steps and grad_norm_max: the steps it clipped, the largest gradient norm before clipping),
+             clipped_steps and grad_norm_max: the steps it clipped, the largest finite gradient norm before
+             clipping; and skipped_steps when fp16 overflowed: steps whose norm was not finite, which the
+             GradScaler skips and which count as neither clipped nor largest),
     val_acc, val_loss, test_acc, test_loss      # final, None when not measured; an overflowed
                                                 # loss is the text "inf" / "nan", read back as a float
 

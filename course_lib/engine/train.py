@@ -446,7 +446,7 @@ def train(model: nn.Module, data: dict, recipe: str | Recipe | dict = "book", *,
             entry = {"epoch": epoch + 1, "train_loss": tr["loss"], "train_acc": tr["acc"],
                      "val_loss": None, "val_acc": None, "lr": optimizer.param_groups[0]["lr"]}
             if "clipped_steps" in tr:   # with grad_clip: how often it acted, and the largest norm it met
-                entry.update(clipped_steps=tr["clipped_steps"], grad_norm_max=tr["grad_norm_max"])
+                entry.update({k: tr[k] for k in ("clipped_steps", "grad_norm_max", "skipped_steps") if k in tr})
             if val is not None:
                 v = evaluate(model, *val, **ev)
                 entry.update(val_loss=v["loss"], val_acc=v["acc"])
@@ -501,6 +501,7 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
     total_loss = torch.zeros((), device=settings.device)
     correct = torch.zeros((), device=settings.device)
     clipped = torch.zeros((), device=settings.device)
+    skipped = torch.zeros((), device=settings.device)
     norm_max = torch.zeros((), device=settings.device)
     seen = 0
     for i, idx in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
@@ -525,9 +526,11 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
         st.scaler.scale(loss if factor == 1 else loss * factor).backward()
         if recipe.grad_clip:
             st.scaler.unscale_(st.optimizer)
-            norm = nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip)   # the norm before clipping
-            clipped += norm > recipe.grad_clip
-            norm_max = torch.maximum(norm_max, norm.detach())
+            norm = nn.utils.clip_grad_norm_(st.model.parameters(), recipe.grad_clip).detach()  # before clipping
+            finite = torch.isfinite(norm)      # not finite: an fp16 overflow, a step the GradScaler skips
+            clipped += finite & (norm > recipe.grad_clip)
+            skipped += ~finite
+            norm_max = torch.where(finite, torch.maximum(norm_max, norm), norm_max)
         st.scaler.step(st.optimizer)
         st.scaler.update()
         st.scheduler.step()
@@ -541,4 +544,6 @@ def _train_epoch(st: _State, xtr, ytr, recipe: Recipe, settings: RunSettings, lo
     out = {"loss": total_loss.item() / float(seen), "acc": correct.item() / float(seen)}
     if recipe.grad_clip:   # DDP averaged the gradients before clipping: every rank saw the same norms
         out.update(clipped_steps=int(clipped.item()), grad_norm_max=float(norm_max.item()))
+        if skipped.item():
+            out["skipped_steps"] = int(skipped.item())
     return out

@@ -251,14 +251,14 @@ def cost_claims(grid: dict, readings=TABLE1_COST_CLAIMS, batch: int = 64, thread
                 raise ValueError(f"the latency grid has no {batch}-image, {threads}-thread cell of "
                                  f"{a if a not in cells else b}: measure it with "
                                  "python -m course_lib.experiments latency --profile cpu --grid")
-            ratios = [tb / ta for ta, tb in zip(cells[a], cells[b])]      # images/s of a over images/s of b
+            ratios = [tb / ta for ta, tb in zip(cells[a], cells[b], strict=True)]   # images/s of a over b's
             m = median_ci(ratios, level)
             gap = report[a][2] / report[b][2] if a in report and b in report else None
             out.append({"the report reads": reading, "pair": f"{a} / {b}", "repeats": m["n"],
                         "throughput ratio": m["median"], "CI low": m["low"], "CI high": m["high"],
                         "if time followed MACs": macs_per_image(b, size, 10) / macs_per_image(a, size, 10),
                         "report ratio": gap, "report's table agrees": None if gap is None else
-                        bool(abs(gap - 1) <= margin if sign == 0 else (gap > 1) == (sign > 0)),
+                        bool(abs(gap - 1) < margin if sign == 0 else (gap > 1) == (sign > 0)),
                         "this pair": pair_verdict(sign, m["low"], m["high"], 1.0, margin)})
     return _claim_frame(out, ["repeats", "throughput ratio", "CI low", "CI high", "if time followed MACs",
                               "report ratio", "report's table agrees", "this pair"])
@@ -306,31 +306,50 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     return table, paired_ci(acc["bf16"], acc["fp32"], level)
 
 
+TRAIN_IMAGES = {"cifar10": 50_000}   # the training split before the validation images are held out
+
+
+def warmup_epochs(record: dict) -> int:
+    """How many epochs of a CIFAR-10/Hotdog record the recipe's warm-up touches (from its config)."""
+    from ..engine.data import DATASETS, DataConfig
+    from ..engine.recipes import get_recipe
+    cfg = record["config"]
+    recipe = get_recipe(dict(cfg["recipe"]))
+    data = DataConfig(cfg["dataset"], cfg.get("images"), cfg.get("val_size"), 0).resolved()
+    train = data.images or (TRAIN_IMAGES[cfg["dataset"]] - (data.val_size or DATASETS[cfg["dataset"]]["val_size"]))
+    per_epoch = -(-train // recipe.batch_size)
+    return -(-recipe.warmup(per_epoch) // per_epoch)
+
+
 def clipping(rows):
     """Where each clipped run's gradient clip acted: steps clipped during the warm-up and after it, and the
     largest gradient norm met after it (a step clipped after the warm-up is the trace of a spike)."""
+    import math
+
     import pandas as pd
     out = []
     for r in rows:
         rec = r["record"]
-        recipe, hist = rec["config"]["recipe"], rec.get("history") or []
-        if not recipe.get("grad_clip") or not hist or "clipped_steps" not in hist[0]:
+        hist = rec.get("history") or []
+        if not rec["config"]["recipe"].get("grad_clip") or not any("clipped_steps" in h for h in hist):
             continue
-        per_epoch = -(-(rec["config"].get("images") or 45_000) // recipe["batch_size"])
-        warm = -(-recipe.get("warmup_steps", 0) // per_epoch)            # epochs that the warm-up touches
-        after = hist[warm:]
+        warm = warmup_epochs(rec)
+        after = [h for h in hist[warm:] if "clipped_steps" in h]
+        norms = [h["grad_norm_max"] for h in after if math.isfinite(h.get("grad_norm_max", math.nan))]
         out.append({"run": f"{r['label']}, seed {r['seed']}", "warm-up epochs": warm,
-                    "clipped in warm-up": sum(h["clipped_steps"] for h in hist[:warm]),
+                    "clipped in warm-up": sum(h.get("clipped_steps", 0) for h in hist[:warm]),
                     "clipped after": sum(h["clipped_steps"] for h in after),
-                    "largest norm after": max((h["grad_norm_max"] for h in after), default=None)})
+                    "largest norm after": max(norms, default=None)})
     return pd.DataFrame(out).set_index("run") if out else pd.DataFrame()
 
 
-def loss_rose(record: dict, after: int = 2) -> bool:
-    """Did the training loss rise from one epoch to the next after epoch ``after`` (the warm-up)? The
-    per-epoch trace of a spike: with a decaying rate a smooth run's loss only falls."""
+def loss_rose(record: dict, after: int | None = None) -> bool:
+    """Did the training loss rise from one epoch to the next after the warm-up (``after`` epochs; from the
+    record's recipe if not given)? The per-epoch trace of a spike: with a decaying rate a smooth run's loss
+    only falls."""
+    after = warmup_epochs(record) if after is None else after
     loss = [h["train_loss"] for h in record.get("history") or []]
-    return any(b > a for a, b in zip(loss[after - 1:], loss[after:]))
+    return any(b > a for a, b in zip(loss[max(after - 1, 0):], loss[max(after, 1):]))
 
 
 def clip_effect(clipped, unclipped, level: float = 0.95):

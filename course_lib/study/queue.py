@@ -281,7 +281,7 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
         return []
     tag = f"{worker}: " if worker else ""
     out, held = [], []
-    before = 0
+    before = here = elsewhere = 0
     for i, s in enumerate(specs, 1):
         with _claim(s, profile, directory, ctx) as (what, rec):
             if what == DONE:
@@ -293,6 +293,7 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
             else:
                 say(f"[{tag}{i}/{len(specs)}] {s.describe()}", flush=True)
                 out.append(train_one(s, profile, directory, sync_bn=sync_bn))
+                here += 1
     if wait and held:
         say(f"{worker or 'this process'}: waiting for {len(held)} run(s) that other processes hold", flush=True)
     while wait and held:
@@ -302,16 +303,18 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
             with _claim(s, profile, directory, ctx, revisit=True) as (what, rec):
                 if what == DONE:
                     out.append(rec)
+                    elsewhere += 1
                 elif what == BUSY:
                     still.append((i, s))
                 else:
                     say(f"[{tag}{i}/{len(specs)}] taken over, the process that held it stopped: {s.describe()}",
                         flush=True)
                     out.append(train_one(s, profile, directory, sync_bn=sync_bn))
+                    here += 1
         held = still
     say(f"{tag}{len(specs)} run(s) of {profile}{f' chapter {chapter}' if chapter else ''}"
-        f"{' group ' + ', '.join(groups) if groups else ''}: {before} already finished, "
-        f"{len(out) - before} trained or taken over here, {len(held)} held elsewhere", flush=True)
+        f"{' group ' + ', '.join(groups) if groups else ''}: {before} done before (finished or diverged), "
+        f"{here} trained here, {elsewhere} done by other workers, {len(held)} still held elsewhere", flush=True)
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
     for ch in [] if groups or not ctx.is_main else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
         with _flock(checkpoints_dir(profile) / f"latency-{ch}.lock", wait=True):   # one worker measures

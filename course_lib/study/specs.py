@@ -520,10 +520,13 @@ def find(spec: Spec, directory) -> dict | None:
 
 
 def command(profile: str, chapter: str, *groups: str) -> str:
-    """The shell command that produces a chapter's runs of a profile (only those of ``groups``, if given)."""
-    known = {s.group for p in PROFILES for s in (*study(chapter, p), *protocol(chapter, p))}   # some are cpu's only
-    unknown = sorted(set(groups) - known)
+    """The shell command that produces a chapter's runs of a profile (only those of ``groups``, if given).
+
+    A group that this profile does not have (some are the ``cpu`` profile's only) is left out of the command.
+    """
+    known = {p: {s.group for s in (*study(chapter, p), *protocol(chapter, p))} for p in PROFILES}
+    unknown = sorted(set(groups) - set().union(*known.values()))
     if unknown:
-        raise ValueError(f"chapter {chapter} has no group {unknown}: it has {sorted(known)}")
+        raise ValueError(f"chapter {chapter} has no group {unknown}: it has {sorted(set().union(*known.values()))}")
     return f"python -m course_lib.experiments train --profile {profile} --chapter {chapter}" + \
-        "".join(f" --group {g}" for g in groups)
+        "".join(f" --group {g}" for g in groups if g in known[profile])

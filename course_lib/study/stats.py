@@ -102,6 +102,8 @@ def median_ci(x, level: float = 0.95) -> dict:
     test puts around it (coverage at least ``level`` for any continuous distribution)."""
     from scipy import stats
     x = sorted(float(v) for v in x)
+    if not all(math.isfinite(v) for v in x):
+        raise ValueError("median_ci needs finite values: a NaN or an infinity has no place in the order")
     n, tail = len(x), (1 - level) / 2
     k = max((j for j in range(1, n // 2 + 1) if stats.binom.cdf(j - 1, n, 0.5) <= tail), default=0)
     if not k:
