@@ -170,9 +170,7 @@ def digest(out: Path) -> dict:
     def epochs(name):
         part = d["variants"][name]
         stats = [part[i:i + n] for i in range(0, len(part), n)]
-        return [{**ep, "max_grad_norm": max(r["grad_norm"] for r in st),
-                 "median_grad_norm": statistics.median(r["grad_norm"] for r in st)}
-                for ep, st in zip(d["epochs"][name], stats)]
+        return [{**ep, **norm_stats(st)} for ep, st in zip(d["epochs"][name], stats)]
     return {"command": f"python tools/spike.py {d['label']} {d['seed']} --until {len(d['epochs']['bf16 (as run)'])} "
                        f"--branch {d['branch']} --variants {','.join(v for v in d['variants'] if v in VARIANTS)}",
             "label": d["label"], "seed": d["seed"], "steps_per_epoch": n, "replay_identical": d.get("identical"),
@@ -187,15 +185,21 @@ def digest(out: Path) -> dict:
             "note": "the gradient norms of a clipped branch are logged after clipping (at most the clip)"}
 
 
+def norm_stats(steps: list[dict]) -> dict:
+    """The largest and the median gradient norm of some steps (an epoch's)."""
+    norms = [r["grad_norm"] for r in steps]
+    return {"max_grad_norm": max(norms), "median_grad_norm": statistics.median(norms)}
+
+
 def summary(name: str, rows: list[dict], first_step: int, per_epoch: int) -> str:
     lines = [f"{name}:"]
     for e in range(0, len(rows), per_epoch):
         part = [r for r in rows[e:e + per_epoch] if r["loss"] is not None]
         if part:
+            st = norm_stats(part)
             lines.append(f"  epoch {(first_step + e) // per_epoch + 1}: mean loss "
                          f"{sum(r['loss'] for r in part) / len(part):.3f}, max loss {max(r['loss'] for r in part):.2f}, "
-                         f"median grad norm {statistics.median(r['grad_norm'] for r in part):.2f}, "
-                         f"max grad norm {max(r['grad_norm'] for r in part):.2f}")
+                         f"median grad norm {st['median_grad_norm']:.2f}, max grad norm {st['max_grad_norm']:.2f}")
     worst = sorted((r for r in rows if r["loss"] is not None and math.isfinite(r["loss"])),
                    key=lambda r: -r["loss"])[:5]
     lines.append("  largest losses: " + ", ".join(f"step {first_step + r['step']} ({r['loss']:.2f}, "

@@ -306,17 +306,15 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     return table, paired_ci(acc["bf16"], acc["fp32"], level)
 
 
-TRAIN_IMAGES = {"cifar10": 50_000}   # the training split before the validation images are held out
-
-
 def warmup_epochs(record: dict) -> int:
     """How many epochs of a CIFAR-10/Hotdog record the recipe's warm-up touches (from its config)."""
     from ..engine.data import DATASETS, DataConfig
     from ..engine.recipes import get_recipe
+    from .cost import IMAGES
     cfg = record["config"]
     recipe = get_recipe(dict(cfg["recipe"]))
     data = DataConfig(cfg["dataset"], cfg.get("images"), cfg.get("val_size"), 0).resolved()
-    train = data.images or (TRAIN_IMAGES[cfg["dataset"]] - (data.val_size or DATASETS[cfg["dataset"]]["val_size"]))
+    train = data.images or (IMAGES[cfg["dataset"]][0] - (data.val_size or DATASETS[cfg["dataset"]]["val_size"]))
     per_epoch = -(-train // recipe.batch_size)
     return -(-recipe.warmup(per_epoch) // per_epoch)
 
