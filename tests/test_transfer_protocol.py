@@ -118,4 +118,8 @@ def test_transfer_protocol_lists_folds_seeds_and_kinds():
     assert len(t1) == 2 * 3 * 5 and all(s.source.group == "study" and s.source.seed == s.seed for s in t1)
     order = [s.group for s in specs.all_specs("cpu")]
     assert order.index("transfer-pretrain") > max(i for i, g in enumerate(order) if g == "probe")
+    queue = specs.all_specs("cpu")
+    for s in t1:   # each fine-tune of Table I weights right after its source's seed, before the next seed
+        later = [i for i, q in enumerate(queue) if q.group == "study" and q.chapter == "06" and q.seed > s.seed]
+        assert queue.index(s.source) < queue.index(s) < min(later)
     assert len({specs.run_key(s) for s in runs}) == len(runs)

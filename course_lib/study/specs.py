@@ -248,6 +248,8 @@ STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
 # in 5-fold cross-validation over all photos (train and test pooled) x 2 seeds, against the same network
 # from scratch and a linear probe of the pretrained body. The Table I networks of TRANSFER_FROM_TABLE1 are
 # fine-tuned too, each of their seeds on every fold: a seed-replicated comparison from identical pretraining.
+# Those fine-tunes share their source seed's priority, so the queue runs them right after that seed of Table I,
+# while its checkpoints are still on the machine (a new machine has none, and a missing source is retrained).
 TRANSFER_FROM_TABLE1 = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d")
 TRANSFER_KINDS = ("fine-tuned", "from scratch", "linear probe")
 STUDY_TRANSFER = {
@@ -287,8 +289,9 @@ def _transfer(profile: str, num: dict) -> list[Spec]:
     for name in TRANSFER_FROM_TABLE1:
         for seed in t["table1_seeds"]:
             for fold in t["test_folds"]:
+                src = table1[(name, seed)]   # trains right after its source's seed: checkpoints may not last
                 out.append(Spec("08", "transfer-table1", f"{name} (Table I weights)", name, "d2l-finetune", seed,
-                                45 + seed, **hot, fold=fold, init="cifar10", source=table1[(name, seed)]))
+                                src.priority, **hot, fold=fold, init="cifar10", source=src))
     return out
 
 
