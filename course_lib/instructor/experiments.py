@@ -123,6 +123,8 @@ def worker_args(args) -> list[str]:
         out += ["--results", str((REPO / "chapters" / Path(param).expanduser()).resolve())]
     for g in getattr(args, "group", None) or []:
         out += ["--group", g]
+    if getattr(args, "emulated_bf16", False):
+        out += ["--emulated-bf16"]
     return out
 
 
@@ -197,6 +199,9 @@ def main(argv=None) -> int:
             p.add_argument("--sync-bn", action="store_true",
                            help="under torchrun: batch norm statistics over the global batch (SyncBatchNorm, GPUs)")
             p.add_argument("--worker", default=None, help=argparse.SUPPRESS)   # set by --workers/--gpus
+            p.add_argument("--emulated-bf16", action="store_true",
+                           help="train bfloat16 runs even on a CPU without native bfloat16 (AVX512-BF16 or AMX), "
+                                "about 10x slower; without it they are left for a machine that has it")
         if name == "run":
             p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                            help="another notebook parameter, checked against the notebook's allowed values")
@@ -242,7 +247,8 @@ def main(argv=None) -> int:
             return 1 if start_workers(args, devices) else 0
         worker = getattr(args, "worker", None)
         train(args.profile, args.chapter, args.results, dry_run=args.command == "list", groups=args.group,
-              wait=worker is not None, worker=worker, sync_bn=getattr(args, "sync_bn", False))
+              wait=worker is not None, worker=worker, sync_bn=getattr(args, "sync_bn", False),
+              emulated_bf16=getattr(args, "emulated_bf16", False))
         return 0
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -222,7 +222,12 @@ FIRST_PROBE_LR = 0.05
 # and keep zero-init, so their records stay valid as they are.
 STUDY_INIT = (("zero_init_last", False),)
 PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "unclipped", "study", "transfer-pretrain",
-                   "transfer", "transfer-table1")
+                   "transfer", "transfer-table1", "precision-study")
+# float32 twins of Table I's seed-0 study runs (cpu): the same network, seed, data and clip, only the precision
+# changed, which measures bfloat16's effect at the study's scale. Added when a session's machine (an AMD EPYC
+# with AVX2 only) ran bfloat16 13x slower than float32 and so could run nothing else of the study. Fastest first.
+PRECISION_TWINS = ("ResNeSt-14-1s1x40d", "ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d",
+                   "ResNet-14-1s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-2s1x64d")
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
 PROBE_MODEL = "ResNeSt-14-2s1x64d"
 STUDY_SCALES = {
@@ -349,6 +354,10 @@ def protocol(chapter: str, profile: str) -> list[Spec]:
                  grad_clip=STUDY_CLIP)
     out += _grid("06", "study", MAIN_ARMS, "study", s, s["extra_seeds"], 80, num, STUDY_INIT,
                  epochs=s["epochs"], lr=STUDY_LR, grad_clip=STUDY_CLIP)
+    if profile == "cpu":
+        out += _grid("06", "precision-study", PRECISION_TWINS, "study", s, s["seeds"][:1], 90,
+                     dict(precision="fp32", channels_last=True), STUDY_INIT, epochs=s["epochs"], lr=STUDY_LR,
+                     grad_clip=STUDY_CLIP)
     return out
 
 
