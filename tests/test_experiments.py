@@ -4,10 +4,12 @@ The end-to-end test executes chapter 6 through papermill with the smoke profile
 (its runs of 100 real CIFAR-10 images, 1 epoch: 8, and 20 once STUDY_LR opens the
 study protocol) into temporary folders: a few minutes on a busy 2-core machine.
 """
+import dataclasses
 import json
 
 import nbformat
 import pytest
+import torch
 
 from course_lib.engine import records as res
 from course_lib.instructor import experiments as cli
@@ -258,3 +260,36 @@ def test_table2_study_runs_every_network_and_a_second_seed_for_four():
     order = [(s.chapter, s.group, s.seed) for s in specs.all_specs("cpu") if s.group == "study"]
     assert order.index(("07", "study", 0)) > order.index(("06", "study", 2))
     assert order.index(("07", "study", 1)) < order.index(("06", "study", 3))
+
+
+@pytest.mark.parametrize("has_bf16, emulated, profile, trained", [
+    (False, False, "cpu", ["fp32"]), (False, True, "cpu", ["bf16", "fp32"]),
+    (True, False, "cpu", ["bf16", "fp32"]), (False, False, "smoke", ["bf16", "fp32"])])
+def test_bf16_runs_wait_for_a_cpu_with_native_bf16(tmp_path, monkeypatch, capsys, has_bf16, emulated, profile,
+                                                   trained):
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    base = specs.all_specs("smoke", "06")[0]
+    runs = [dataclasses.replace(base, precision="bf16", channels_last=True),
+            dataclasses.replace(base, precision="fp32", channels_last=False, seed=7)]
+    called = []
+    monkeypatch.setattr(queue, "all_specs", lambda *a, **k: runs)
+    monkeypatch.setattr(queue, "cpu_supports_bf16", lambda: has_bf16)
+    monkeypatch.setattr(queue, "pick_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(queue, "train_one", lambda s, *a, **k: called.append(s.precision) or {"status": "finished"})
+    monkeypatch.setattr(queue, "measure_latencies", lambda *a, **k: None)
+    queue.train(profile, None, tmp_path / "results", emulated_bf16=emulated)
+    assert called == trained
+    out = capsys.readouterr().out
+    assert ("left for a machine with native bfloat16" in out) == (trained == ["fp32"])
+
+
+def test_precision_twins_differ_from_their_study_runs_in_precision_only():
+    runs = specs.all_specs("cpu", "06")
+    study = {(s.model, s.seed): s for s in runs if s.group == "study"}
+    twins = [s for s in runs if s.group == "precision-study"]
+    assert sorted(s.model for s in twins) == sorted(report.TABLE1) and {s.seed for s in twins} == {0}
+    for t in twins:
+        s = study[(t.model, t.seed)]
+        assert (t.precision, s.precision) == ("fp32", "bf16") and t.channels_last and s.channels_last
+        assert dataclasses.replace(t, group=s.group, priority=s.priority, precision=s.precision) == s
+    assert min(runs.index(t) for t in twins) > max(i for i, s in enumerate(runs) if s.group == "study")

@@ -276,7 +276,8 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
     A run another process holds is skipped; with ``wait`` (queue workers) this process comes
     back for it when its list is done, until it is finished there or here: a run whose worker
     died is resumed from its checkpoint. ``worker`` labels the printed lines. A bfloat16 run
-    is left for another machine on a CPU without native bfloat16, unless ``emulated_bf16``.
+    is left for another machine on a CPU without native bfloat16, unless ``emulated_bf16``
+    or the profile is 'smoke' (runs of seconds, there to exercise the same code).
     """
     directory = results_dir(profile, directory)
     specs = all_specs(profile, chapter, groups)
@@ -297,7 +298,7 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
             if what == DONE:
                 out.append(rec)
                 before += 1
-            elif what == TRAIN and not emulated_bf16 and not native(s, device):
+            elif what == TRAIN and not (emulated_bf16 or profile == "smoke" or native(s, device)):
                 say(f"[{tag}{i}/{len(specs)}] left for a machine with native bfloat16: {s.describe()}", flush=True)
                 left += 1
             elif what == BUSY:
