@@ -152,6 +152,17 @@ def test_clip_effect_pairs_variant_and_seed_and_sets_aside_the_run_that_spiked()
     assert all_ci["n"] == 4 and all_ci["diff"] > 0                          # the rescued run outweighs the rest
 
 
+def test_precision_twins_pair_variant_and_seed():
+    row = lambda label, seed, acc: {"label": label, "seed": seed, "acc": acc, "record": {}}  # noqa: E731
+    bf16 = [row("A", 0, 80.0), row("B", 0, 82.0), row("C", 0, 79.0), row("A", 1, 81.0)]
+    fp32 = [row("A", 0, 80.5), row("B", 0, 81.0), row("C", 0, 79.9), row("D", 0, 70.0)]   # D: no bf16 twin yet
+    table, ci = analysis.precision_twins(bf16, fp32)
+    assert list(table.index) == [("A", 0), ("B", 0), ("C", 0)]
+    assert table.loc[("B", 0), "bf16 - fp32"] == pytest.approx(1.0)
+    assert ci["n"] == 3 and ci["diff"] == pytest.approx((-0.5 + 1.0 - 0.9) / 3) and ci["low"] < ci["diff"] < ci["high"]
+    assert analysis.precision_twins(bf16, [])[1]["n"] == 0
+
+
 # ---- Table II (chapter 7)
 def _table2_groups(accs: dict, table1: dict | None = None) -> dict:
     """What runs() returns per chapter: (spec, record) for {(label, seed): test accuracy, 'running' or None}."""

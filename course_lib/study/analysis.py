@@ -306,6 +306,18 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     return table, paired_ci(acc["bf16"], acc["fp32"], level)
 
 
+def precision_twins(bf16_rows, fp32_rows, level: float = 0.95):
+    """bfloat16 against float32 at the study's scale: each (variant, seed) trained in both precisions, with the
+    same start, batches and clip. Returns (table of pairs, paired CI of bf16 - fp32 over the pairs)."""
+    import pandas as pd
+    mine = {(r["label"], r["seed"]): r for r in bf16_rows}
+    rows = [{"variant": r["label"], "seed": r["seed"], "fp32 %": r["acc"], "bf16 %": b["acc"],
+             "bf16 - fp32": b["acc"] - r["acc"]}
+            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))] if b is not None]
+    table = pd.DataFrame(rows).set_index(["variant", "seed"]) if rows else pd.DataFrame()
+    return table, paired_ci([x["bf16 %"] for x in rows], [x["fp32 %"] for x in rows], level)
+
+
 def warmup_epochs(record: dict) -> int:
     """How many epochs of a CIFAR-10/Hotdog record the recipe's warm-up touches (from its config)."""
     from ..engine.data import DATASETS, DataConfig
