@@ -115,3 +115,12 @@ def test_deterministic_block_restores_the_setting():
 def test_hardware_names_cpu_threads_and_torch():
     info = hardware()
     assert info["cpu"] and info["torch_threads"] >= 1 and info["torch"] == torch.__version__ and info["gpu"] is None
+
+
+def test_a_gpu_without_native_bf16_gets_fp16(monkeypatch):
+    """A T4 (compute capability 7.5) emulates bfloat16: torch.cuda.is_bf16_supported() says True by default."""
+    def is_bf16_supported(including_emulation=True):   # what torch answers on a T4
+        return including_emulation
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    t4 = RunSettings.for_device(torch.device("cuda"))
+    assert t4.precision == "fp16" and t4.use_scaler

@@ -7,8 +7,9 @@ turns a device into the speed tricks that pay off on it (``precision="auto"``):
 device         mixed precision         channels-last  pinned, non-blocking copy
 =============  ======================  =============  ==========================
 CUDA           bfloat16 if the GPU     yes            yes
-               has it, else float16
-               (+ gradient scaling)
+               has it (compute 8.0+),
+               else float16 (a T4),
+               + gradient scaling
 MPS            no                      no             no
 CPU            bfloat16 if the CPU     with bfloat16  no
                has AVX512-BF16 or AMX
@@ -227,7 +228,8 @@ def _rank_gpu() -> torch.device:
 
 def _auto_precision(device: torch.device, bf16_supported: bool | None) -> str:
     if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+        # native only: torch's default also counts emulated bf16, which a T4 (compute 7.5) has and runs slowly
+        ok = torch.cuda.is_bf16_supported(including_emulation=False) if bf16_supported is None else bf16_supported
         return "bf16" if ok else "fp16"
     if device.type == "cpu":
         ok = cpu_supports_bf16() if bf16_supported is None else bf16_supported
