@@ -8,8 +8,8 @@ device         mixed precision         channels-last  pinned, non-blocking copy
 =============  ======================  =============  ==========================
 CUDA           bfloat16 if the GPU     yes            yes
                has it (compute 8.0+),
-               else float16 (a T4),
-               + gradient scaling
+               else float16 with
+               gradient scaling (T4)
 MPS            no                      no             no
 CPU            bfloat16 if the CPU     with bfloat16  no
                has AVX512-BF16 or AMX
