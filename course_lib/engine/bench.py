@@ -4,6 +4,7 @@
     python -m course_lib.engine.bench --repeats 3     # quicker, noisier
     python -m course_lib.engine.bench --threads 0 --clock wall   # torch's threads, elapsed time
     python -m course_lib.engine.bench --fast-path [--compile]    # bf16 + channels-last against fp32 eager
+    python -m course_lib.engine.bench --fast-path --bf16         # the same where the CPU only emulates bf16
 
 ``--fast-path`` times one training step (batch 128, 32x32, SGD) of ResNeSt-14-2s1x64d,
 ResNet-14-0s1x64d and ResNeSt-50 in float32 eager mode (the reference) and with the
@@ -145,10 +146,14 @@ FAST_PATH_MODELS = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d", "ResNeSt-50")
 
 
 def bench_fast_path(names=FAST_PATH_MODELS, batch: int = 128, size: int = 32, repeats: int = 10,
-                    warmup: int = 2, clock: str = "wall", with_compile: bool = False) -> dict:
-    """Train-step speed of the engine's CPU settings over float32 eager; returns {model: {variant: ratio}}."""
+                    warmup: int = 2, clock: str = "wall", with_compile: bool = False,
+                    bf16: bool = False) -> dict:
+    """Train-step speed of the engine's CPU settings over float32 eager; returns {model: {variant: ratio}}.
+
+    ``bf16``: time bfloat16 + channels-last even where the CPU has no native bfloat16 (what it would cost).
+    """
     variants = {"fp32 eager": RunSettings.for_device("cpu", precision="fp32")}
-    fast = RunSettings.for_device("cpu")
+    fast = RunSettings.for_device("cpu", precision="bf16" if bf16 else "auto")
     if fast.precision != "fp32" or fast.channels_last:
         variants[f"{fast.precision}{' + channels-last' if fast.channels_last else ''}"] = fast
     if with_compile:
@@ -183,6 +188,8 @@ def main(argv=None) -> None:
                         help="instead: the engine's CPU fast path against fp32 eager, one training step "
                              "(defaults then: batch 128, 10 repeats, torch's threads, wall clock)")
     parser.add_argument("--compile", action="store_true", help="with --fast-path: also time torch.compile")
+    parser.add_argument("--bf16", action="store_true",
+                        help="with --fast-path: time bfloat16 even on a CPU without native bfloat16 (emulated)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default 1: on a shared machine a busy neighbour stalls "
                              "multi-threaded runs at every operation, drowning the comparison; "
@@ -203,7 +210,7 @@ def main(argv=None) -> None:
           f"after {args.warmup} warm-up, medians")
     if fast:
         bench_fast_path(batch=args.batch, size=args.size, repeats=args.repeats, warmup=args.warmup,
-                        clock=args.clock, with_compile=args.compile)
+                        clock=args.clock, with_compile=args.compile, bf16=args.bf16)
         return
     bench_networks(args.models, args.batch, args.size, args.repeats, args.warmup, args.clock)
     if not args.skip_layouts:
