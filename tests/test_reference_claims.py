@@ -285,6 +285,20 @@ def test_chapter6_multiplicity_and_speed_claims():
            f"{ratio['ResNeSt-14-2s1x64d']:.2f} (ResNeSt-14-2s1x64d) times as fast" in text
 
 
+def test_chapter6_emulated_bf16_speed_claims():
+    """The speeds of bf16 and fp32 on a CPU without native bf16, as notes/bench.txt recorded them (indented)."""
+    import re
+    text = " ".join(_source("06").split())
+    bench = (ROOT / "notes" / "bench.txt").read_text()
+    part = bench[bench.index("--fast-path --bf16"):]
+    speed = {(m, v): r for m, v, r in re.findall(r"^  (\S+)\s+(fp32 eager|bf16 \+ channels-last)\s+([\d.]+) img/s",
+                                                 part, flags=re.M)}
+    a, b = "ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d"
+    assert (f"ResNeSt-14-2s1x64d in bfloat16 processed {speed[a, 'bf16 + channels-last']} images per second, "
+            f"against {speed[a, 'fp32 eager']} in float32 (ResNet-14-0s1x64d: {speed[b, 'bf16 + channels-last']} "
+            f"against {speed[b, 'fp32 eager']};") in text
+
+
 def test_chapter8_corrected_interval_claims():
     """Nadeau and Bengio's factor for ten cells of five folds, as chapter 8 states it."""
     text = _source("08")

@@ -264,7 +264,7 @@ POLL_SECONDS = 2.0   # how often a waiting worker looks at the runs others hold
 
 def native(spec: Spec, device: torch.device) -> bool:
     """Whether this machine runs the spec's precision in hardware: bfloat16 on a CPU needs AVX512-BF16 or AMX
-    (measured on an AMD EPYC with AVX2 only: a training step 13x slower than in float32)."""
+    (on an AMD EPYC with AVX2 only a training step was 10 to 13x slower than in float32, notes/bench.txt)."""
     return not (spec.precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16())
 
 

@@ -225,7 +225,8 @@ PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "unclipped
                    "transfer", "transfer-table1", "precision-study")
 # float32 twins of Table I's seed-0 study runs (cpu): the same network, seed, data and clip, only the precision
 # changed, which measures bfloat16's effect at the study's scale. Added when a session's machine (an AMD EPYC
-# with AVX2 only) ran bfloat16 13x slower than float32 and so could run nothing else of the study. Fastest first.
+# with AVX2 only) trained 10 to 13x slower in bfloat16 than in float32, so could run nothing else of the
+# study. Fastest first.
 PRECISION_TWINS = ("ResNeSt-14-1s1x40d", "ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d",
                    "ResNet-14-1s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-2s1x64d")
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
