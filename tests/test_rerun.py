@@ -39,3 +39,18 @@ def test_rerun_refuses_a_damaged_or_edited_record(smoke_record):
         queue.rerun(broken)
     with pytest.raises(ValueError, match="no such record"):
         queue.rerun(tmp / "missing.json")
+
+
+def test_a_source_whose_checkpoint_is_gone_is_retrained_beside_its_record(smoke_record, capsys):
+    """A new machine has no checkpoints: the fine-tune's source is trained again, its stored record untouched."""
+    rec, tmp = smoke_record
+    spec = next(s for s in specs.protocol("06", "smoke") if s.group == "probe")
+    path = next((tmp / "results").glob(f"*_{rec['key']}.json"))
+    stored = path.read_bytes()
+    (specs.checkpoints_dir("smoke") / f"{path.stem}.pt").unlink()
+    model = queue.pretrained_model(spec, "smoke", tmp / "results")
+    assert path.read_bytes() == stored                                   # the committed record is as it was
+    again = specs.find(spec, tmp / "results" / queue.RETRAINED)
+    assert again["status"] == "finished" and again["test_acc"] == rec["test_acc"]   # deterministic on the CPU
+    assert "its checkpoint was gone" in capsys.readouterr().out
+    assert (specs.checkpoints_dir("smoke") / f"{path.stem}.pt").is_file() and model.training is False

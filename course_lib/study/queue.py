@@ -52,10 +52,15 @@ def _factory(spec: Spec, profile: str, directory=None):
     return model_factory(spec, lambda pre: pretrained_model(pre, profile, directory))
 
 
-def pretrained_model(pre: Spec, profile: str | None, directory=None):
-    """The model of a finished pretraining run, with its weights (retrained when its checkpoint is gone).
+RETRAINED = "retrained"   # records of finished runs trained again for their weights, beside the originals
 
-    Waits while another queue worker holds the pretraining run's lock.
+
+def pretrained_model(pre: Spec, profile: str | None, directory=None):
+    """The model of a finished pretraining run, with its weights.
+
+    A run not trained yet is trained. A finished run whose checkpoint is gone (a new machine) is trained
+    again into ``<records>/retrained/``, so that its stored record stays as it was, and the two test
+    accuracies are printed. Waits while another queue worker holds the pretraining run's lock.
     """
     directory = results_dir(profile, directory) if profile else directory
     ckpts = checkpoints_dir(profile) if profile else None
@@ -69,8 +74,12 @@ def pretrained_model(pre: Spec, profile: str | None, directory=None):
             if (distributed.torchrun_env() or (0, 1, 0))[1] > 1:
                 raise ValueError(f"under torchrun the pretraining run comes first, and it is not finished: "
                                  f"{pre.describe()}") from None
-            record = train_one(pre, profile, directory, force=record is not None)
-            return load_model(record, runs_dir=ckpts)
+            if record is None or record.get("status") != "finished":
+                return load_model(train_one(pre, profile, directory, force=record is not None), runs_dir=ckpts)
+            again = train_one(pre, profile, Path(directory) / RETRAINED, force=True)
+            print(f"    {pre.label} seed {pre.seed}: its checkpoint was gone, so it was trained again for its "
+                  f"weights: test acc {again.get('test_acc')} (stored record: {record.get('test_acc')})", flush=True)
+            return load_model(again, runs_dir=ckpts)
 
 
 # ------------------------------------------------------------------------------- training
