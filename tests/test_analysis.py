@@ -161,6 +161,14 @@ def test_precision_twins_pair_variant_and_seed():
     assert table.loc[("B", 0), "bf16 - fp32"] == pytest.approx(1.0)
     assert ci["n"] == 3 and ci["diff"] == pytest.approx((-0.5 + 1.0 - 0.9) / 3) and ci["low"] < ci["diff"] < ci["high"]
     assert analysis.precision_twins(bf16, [])[1]["n"] == 0
+    stand_in = [{**row("A", 0, 80.5), "precision": "fp32"}]         # a study run trained in fp32: not a pair
+    assert analysis.precision_twins(stand_in, fp32)[0].empty
+
+
+def test_one_precision_seeds_keeps_the_seeds_trained_in_one_precision():
+    rows = [{"label": v, "seed": k, "acc": 80.0, "precision": p} for v, k, p in
+            [("A", 0, "bf16"), ("B", 0, "bf16"), ("A", 1, "bf16"), ("B", 1, "fp32"), ("A", 2, "fp32"), ("B", 2, "fp32")]]
+    assert [(r["label"], r["seed"]) for r in analysis.one_precision_seeds(rows)] == [("A", 0), ("B", 0), ("A", 2), ("B", 2)]
 
 
 # ---- Table II (chapter 7)

@@ -263,24 +263,49 @@ def test_table2_study_runs_every_network_and_a_second_seed_for_four():
 
 
 @pytest.mark.parametrize("has_bf16, emulated, profile, trained", [
-    (False, False, "cpu", ["fp32"]), (False, True, "cpu", ["bf16", "fp32"]),
-    (True, False, "cpu", ["bf16", "fp32"]), (False, False, "smoke", ["bf16", "fp32"])])
+    (False, False, "cpu", ["fp32", "fp32 study"]), (False, True, "cpu", ["bf16", "fp32", "bf16 study"]),
+    (True, False, "cpu", ["bf16", "fp32", "bf16 study"]), (False, False, "smoke", ["bf16", "fp32", "bf16 study"])])
 def test_bf16_runs_wait_for_a_cpu_with_native_bf16(tmp_path, monkeypatch, capsys, has_bf16, emulated, profile,
                                                    trained):
+    """A bf16 run waits for a machine with native bf16, except a study run from scratch: its fp32 version trains."""
     monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
     base = specs.all_specs("smoke", "06")[0]
+    assert base.group != "study"
     runs = [dataclasses.replace(base, precision="bf16", channels_last=True),
-            dataclasses.replace(base, precision="fp32", channels_last=False, seed=7)]
+            dataclasses.replace(base, precision="fp32", channels_last=False, seed=7),
+            dataclasses.replace(base, group="study", precision="bf16", channels_last=True, seed=8)]
     called = []
     monkeypatch.setattr(queue, "all_specs", lambda *a, **k: runs)
     monkeypatch.setattr(queue, "cpu_supports_bf16", lambda: has_bf16)
     monkeypatch.setattr(queue, "pick_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(queue, "train_one", lambda s, *a, **k: called.append(s.precision) or {"status": "finished"})
+    monkeypatch.setattr(queue, "train_one", lambda s, *a, **k: called.append(
+        s.precision + (" study" if s.group == "study" else "")) or {"status": "finished"})
     monkeypatch.setattr(queue, "measure_latencies", lambda *a, **k: None)
     queue.train(profile, None, tmp_path / "results", emulated_bf16=emulated)
     assert called == trained
     out = capsys.readouterr().out
-    assert ("left for a machine with native bfloat16" in out) == (trained == ["fp32"])
+    assert ("left for a machine with native bfloat16" in out) == (trained[0] == "fp32")
+    assert ("in float32 (no native bfloat16 here)" in out) == (trained[0] == "fp32")
+
+
+def test_a_bf16_study_run_is_found_in_its_fp32_version_when_it_has_no_record_of_its_own(tmp_path):
+    study = next(s for s in specs.all_specs("cpu", "06") if s.group == "study" and s.seed == 1)
+    alt = specs.fp32_fallback(study)
+    assert alt.precision == "fp32" and alt.channels_last and specs.run_key(alt) != specs.run_key(study)
+    assert specs.fp32_fallback(alt) is None
+    assert all(specs.fp32_fallback(s) is None for s in specs.all_specs("cpu", "08"))     # fine-tunes: never
+    seed0 = [s for s in specs.all_specs("cpu", "06") if s.group == "study" and s.seed == 0]
+    assert seed0 and all(specs.fp32_fallback(s) is None for s in seed0)         # Table I's seed 0 stays in bf16
+    assert all(specs.fp32_fallback(s) for s in specs.all_specs("cpu", "07") if s.group == "study")
+    cfg = specs.run_config(alt)
+    rec = {"schema": 1, "key": specs.run_key(alt), "config": cfg, "status": "running", "test_acc": None}
+    res.write_record(rec, tmp_path)
+    assert specs.find(study, tmp_path) is None                     # an unfinished fp32 version does not count
+    res.write_record({**rec, "status": "finished", "test_acc": 0.8}, tmp_path)
+    assert specs.find(study, tmp_path)["test_acc"] == 0.8
+    res.write_record({"schema": 1, "key": specs.run_key(study), "config": specs.run_config(study),
+                      "status": "finished", "test_acc": 0.81}, tmp_path)
+    assert specs.find(study, tmp_path)["test_acc"] == 0.81                            # its own record wins
 
 
 def test_precision_twins_differ_from_their_study_runs_in_precision_only():
@@ -292,4 +317,6 @@ def test_precision_twins_differ_from_their_study_runs_in_precision_only():
         s = study[(t.model, t.seed)]
         assert (t.precision, s.precision) == ("fp32", "bf16") and t.channels_last and s.channels_last
         assert dataclasses.replace(t, group=s.group, priority=s.priority, precision=s.precision) == s
-    assert min(runs.index(t) for t in twins) > max(i for i, s in enumerate(runs) if s.group == "study")
+    first_seed1 = min(i for i, s in enumerate(runs) if s.group == "study" and s.seed == 1)
+    assert max(i for i, s in enumerate(runs) if s.group == "study" and s.seed == 0) < \
+        min(runs.index(t) for t in twins) < max(runs.index(t) for t in twins) < first_seed1

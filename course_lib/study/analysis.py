@@ -32,10 +32,26 @@ def finished(rec) -> bool:
     return bool(rec) and rec.get("status") == "finished" and rec.get("test_acc") is not None
 
 
+def precision_of(record: dict) -> str | None:
+    """The precision a record's run trained in ('bf16', 'fp32', ...)."""
+    return (record.get("settings") or {}).get("precision")
+
+
 def study_records(chapter: str, profile: str, directory=None, group: str = "study") -> list[dict]:
-    """One row per finished run of a protocol group: label, seed, test accuracy (%), record."""
-    return [{"label": s.label, "seed": s.seed, "acc": 100 * rec["test_acc"], "record": rec}
-            for s, rec in runs(chapter, profile, group, directory) if finished(rec)]
+    """One row per finished run of a protocol group: label, seed, test accuracy (%), precision, record.
+
+    A bfloat16 study run trained in float32 instead (``specs.fp32_fallback``) is there with precision 'fp32'.
+    """
+    return [{"label": s.label, "seed": s.seed, "acc": 100 * rec["test_acc"], "precision": precision_of(rec),
+             "record": rec} for s, rec in runs(chapter, profile, group, directory) if finished(rec)]
+
+
+def one_precision_seeds(rows) -> list[dict]:
+    """The rows of the seeds whose runs all trained in one precision (a seed is the block of every pairing)."""
+    kinds: dict = {}
+    for r in rows:
+        kinds.setdefault(r["seed"], set()).add(r.get("precision"))
+    return [r for r in rows if len(kinds[r["seed"]]) == 1]
 
 
 def by_label(rows) -> dict[str, dict[int, float]]:
@@ -310,7 +326,7 @@ def precision_twins(bf16_rows, fp32_rows, level: float = 0.95):
     """bfloat16 against float32 at the study's scale: each (variant, seed) trained in both precisions, with the
     same start, batches and clip. Returns (table of pairs, paired CI of bf16 - fp32 over the pairs)."""
     import pandas as pd
-    mine = {(r["label"], r["seed"]): r for r in bf16_rows}
+    mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
     rows = [{"variant": r["label"], "seed": r["seed"], "fp32 %": r["acc"], "bf16 %": b["acc"],
              "bf16 - fp32": b["acc"] - r["acc"]}
             for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))] if b is not None]

@@ -36,8 +36,8 @@ from ..engine.runner import Numerics, load_model, run
 from ..engine.timing import compare, measure_latency
 from ..models.factory import create_model
 from .report import TABLE1, TABLE2
-from .specs import (CHAPTERS, PROFILES, Spec, all_specs, check_chapter, checkpoints_dir, find, model_factory,
-                    protocol, record_dirs, results_dir, run_key, study)
+from .specs import (CHAPTERS, PROFILES, Spec, all_specs, check_chapter, checkpoints_dir, find, fp32_fallback,
+                    model_factory, protocol, record_dirs, results_dir, run_key, study)
 
 
 # ------------------------------------------------------------------------------- weights
@@ -308,8 +308,23 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
                 out.append(rec)
                 before += 1
             elif what == TRAIN and not (emulated_bf16 or profile == "smoke" or native(s, device)):
-                say(f"[{tag}{i}/{len(specs)}] left for a machine with native bfloat16: {s.describe()}", flush=True)
-                left += 1
+                alt = fp32_fallback(s)
+                if alt is None:
+                    say(f"[{tag}{i}/{len(specs)}] left for a machine with native bfloat16: {s.describe()}", flush=True)
+                    left += 1
+                    continue
+                with _claim(alt, profile, directory, ctx) as (what_alt, rec_alt):
+                    if what_alt == TRAIN:
+                        say(f"[{tag}{i}/{len(specs)}] in float32 (no native bfloat16 here): {alt.describe()}",
+                            flush=True)
+                        out.append(train_one(alt, profile, directory, sync_bn=sync_bn))
+                        here += 1
+                    elif what_alt == DONE:
+                        out.append(rec_alt)
+                        before += 1
+                    else:
+                        say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {alt.describe()}",
+                            flush=True)
             elif what == BUSY:
                 say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
                 held.append((i, s))

@@ -15,7 +15,7 @@ order. :func:`run_config` is the configuration that keys a run's record, so
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -226,7 +226,8 @@ PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "unclipped
 # float32 twins of Table I's seed-0 study runs (cpu): the same network, seed, data and clip, only the precision
 # changed, which measures bfloat16's effect at the study's scale. Added when a session's machine (an AMD EPYC
 # with AVX2 only) trained 10 to 13x slower in bfloat16 than in float32, so could run nothing else of the
-# study. Fastest first.
+# study. They train right after Table I's seed 0: they measure the shift that a seed trained partly in float32
+# (fp32_fallback) would carry. Fastest first.
 PRECISION_TWINS = ("ResNeSt-14-1s1x40d", "ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d",
                    "ResNet-14-1s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-2s1x64d")
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
@@ -356,7 +357,7 @@ def protocol(chapter: str, profile: str) -> list[Spec]:
     out += _grid("06", "study", MAIN_ARMS, "study", s, s["extra_seeds"], 80, num, STUDY_INIT,
                  epochs=s["epochs"], lr=STUDY_LR, grad_clip=STUDY_CLIP)
     if profile == "cpu":
-        out += _grid("06", "precision-study", PRECISION_TWINS, "study", s, s["seeds"][:1], 90,
+        out += _grid("06", "precision-study", PRECISION_TWINS, "study", s, s["seeds"][:1], 10,
                      dict(precision="fp32", channels_last=True), STUDY_INIT, epochs=s["epochs"], lr=STUDY_LR,
                      grad_clip=STUDY_CLIP)
     return out
@@ -522,14 +523,34 @@ def run_key(spec: Spec) -> str:
     return _KEYS[spec]
 
 
+def fp32_fallback(spec: Spec) -> Spec | None:
+    """The float32 version of a bfloat16 study run from scratch (Table I from seed 1, Table II), or None.
+
+    Where the CPU has no native bfloat16 the queue trains it instead, and :func:`find` returns its record
+    when the bfloat16 run has none; the record says which precision it ran in. Table I's seed 0 has none:
+    six of its seven runs were in bfloat16 when the fallback came, and a seed is the block of every pairing.
+    """
+    if (spec.group == "study" and spec.precision == "bf16" and spec.init == "scratch"
+            and (spec.chapter == "07" or (spec.chapter == "06" and spec.seed >= 1))):
+        return replace(spec, precision="fp32")
+    return None
+
+
 def find(spec: Spec, directory) -> dict | None:
     """The stored record of a run (any status), or None.
 
     ``directory``: a records folder; a profile's default folder (``results_dir(profile)``, what
     ``open_chapter`` returns for ``RESULTS = ""``) is read as :func:`record_dirs` says, the
-    user's folder first, then the records that came with course_lib. A finished record wins.
+    user's folder first, then the records that came with course_lib. A finished record wins,
+    then the finished record of the run's float32 version (:func:`fp32_fallback`).
     """
-    return res.find_record(run_config(spec), _profile_folder(directory))
+    rec = res.find_record(run_config(spec), _profile_folder(directory))
+    alt = fp32_fallback(spec)
+    if alt is not None and not (rec and rec.get("status") == "finished"):
+        other = res.find_record(run_config(alt), _profile_folder(directory))
+        if other and other.get("status") == "finished":
+            return other
+    return rec
 
 
 def command(profile: str, chapter: str, *groups: str) -> str:
