@@ -124,6 +124,10 @@ def test_a_gpu_without_native_bf16_gets_fp16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     t4 = RunSettings.for_device(torch.device("cuda"))
     assert t4.precision == "fp16" and t4.use_scaler
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)        # torch < 2.3: no such argument
+    for capability, precision in (((7, 5), "fp16"), ((8, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert RunSettings.for_device(torch.device("cuda")).precision == precision
 
 
 def test_fast_path_bench_times_bf16_on_request_whatever_the_cpu(monkeypatch):

@@ -4,6 +4,7 @@ The end-to-end test executes chapter 6 through papermill with the smoke profile
 (its runs of 100 real CIFAR-10 images, 1 epoch: 8, and 20 once STUDY_LR opens the
 study protocol) into temporary folders: a few minutes on a busy 2-core machine.
 """
+import contextlib
 import dataclasses
 import json
 
@@ -320,3 +321,31 @@ def test_precision_twins_differ_from_their_study_runs_in_precision_only():
     first_seed1 = min(i for i, s in enumerate(runs) if s.group == "study" and s.seed == 1)
     assert max(i for i, s in enumerate(runs) if s.group == "study" and s.seed == 0) < \
         min(runs.index(t) for t in twins) < max(runs.index(t) for t in twins) < first_seed1
+
+
+def test_a_run_taken_over_from_a_stopped_worker_follows_the_same_bf16_rule(tmp_path, monkeypatch):
+    """The take-over loop decides as the first pass does: left, or trained in float32, never emulated bf16."""
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    base = specs.all_specs("smoke", "06")[0]
+    runs = [dataclasses.replace(base, precision="bf16", channels_last=True, seed=6),
+            dataclasses.replace(base, group="study", precision="bf16", channels_last=True, seed=8)]
+    busy = set(runs)                                     # another worker holds both on the first pass
+
+    @contextlib.contextmanager
+    def claim(s, *a, **k):
+        yield (queue.BUSY, None) if s in busy else (queue.TRAIN, None)
+    called = []
+    monkeypatch.setattr(queue, "_claim", claim)
+    monkeypatch.setattr(queue, "all_specs", lambda *a, **k: runs)
+    monkeypatch.setattr(queue, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(queue, "pick_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(queue, "POLL_SECONDS", 0)
+    monkeypatch.setattr(queue, "measure_latencies", lambda *a, **k: None)
+
+    def train_one(s, *a, **k):
+        called.append((s.seed, s.precision))
+        return {"status": "finished"}
+    monkeypatch.setattr(queue, "train_one", train_one)
+    monkeypatch.setattr(queue.time, "sleep", lambda s: busy.clear())   # the other worker dies meanwhile
+    queue.train("cpu", None, tmp_path / "results", wait=True, worker="w")
+    assert called == [(8, "fp32")]

@@ -54,3 +54,40 @@ def test_a_source_whose_checkpoint_is_gone_is_retrained_beside_its_record(smoke_
     assert again["status"] == "finished" and again["test_acc"] == rec["test_acc"]   # deterministic on the CPU
     assert "its checkpoint was gone" in capsys.readouterr().out
     assert (specs.checkpoints_dir("smoke") / f"{path.stem}.pt").is_file() and model.training is False
+
+
+def test_a_half_written_checkpoint_is_not_taken_for_the_finished_weights(smoke_record):
+    """An interrupted retrain leaves an early epoch's checkpoint under the finished record's name."""
+    import torch
+    from course_lib.engine.runner import load_model
+    rec, tmp = smoke_record
+    stored = next((tmp / "results").glob(f"*_{rec['key']}.json"))
+    path = specs.checkpoints_dir("smoke") / f"{stored.stem}.pt"
+    blob = torch.load(path, weights_only=False)
+    load_model(rec, runs_dir=specs.checkpoints_dir("smoke"))                # the finished one loads
+    torch.save({**blob, "epoch": len(rec["history"]) - 1}, path)
+    with pytest.raises(ValueError, match="not the finished weights"):
+        load_model(rec, runs_dir=specs.checkpoints_dir("smoke"))
+    torch.save({**blob, "key": "0" * 12}, path)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        load_model(rec, runs_dir=specs.checkpoints_dir("smoke"))
+
+
+def test_a_float32_stand_in_source_is_retrained_in_float32(tmp_path, monkeypatch):
+    """A Table I source stored as its fp32 version (no native bf16 where it ran) is retrained as that version."""
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    pre = next(s for s in specs.all_specs("cpu", "06") if s.group == "study" and s.seed == 1)
+    alt = specs.fp32_fallback(pre)
+    from course_lib.engine import records as res
+    res.write_record({"schema": 1, "key": specs.run_key(alt), "config": specs.run_config(alt), "status": "finished",
+                      "test_acc": 0.8, "history": [{}] * 10}, tmp_path / "results")
+    trained = []
+
+    def train_one(s, profile, directory, force=False, **k):
+        trained.append((s.precision, directory.name, force))
+        return {"key": specs.run_key(s), "test_acc": 0.79}
+    monkeypatch.setattr(queue, "train_one", train_one)
+    monkeypatch.setattr(queue, "load_model", lambda rec, runs_dir=None: (_ for _ in ()).throw(ValueError("gone"))
+                        if rec.get("status") == "finished" else "model")
+    assert queue.pretrained_model(pre, "cpu", tmp_path / "results") == "model"
+    assert trained == [("fp32", queue.RETRAINED, False)]

@@ -229,6 +229,10 @@ def main(argv=None) -> int:
         (out / f"probe-step{args.probe_step}.json").write_text(json.dumps(got, indent=1))
         return 0
     stored = find(spec, results_dir("cpu"))
+    if stored is not None and (stored.get("settings") or {}).get("precision") != spec.precision:
+        raise SystemExit(f"the stored record of {args.label} seed {args.seed} trained in "
+                         f"{stored['settings']['precision']}, not {spec.precision} (a float32 stand-in): "
+                         f"this tool replays bfloat16 study runs")
     per_epoch: list = []
     saved = json.loads((out / "steps.json").read_text()) if args.no_replay else {}
     epochs: dict = dict(saved.get("epochs", {}))

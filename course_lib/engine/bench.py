@@ -157,7 +157,7 @@ def bench_fast_path(names=FAST_PATH_MODELS, batch: int = 128, size: int = 32, re
     if fast.precision != "fp32" or fast.channels_last:
         variants[f"{fast.precision}{' + channels-last' if fast.channels_last else ''}"] = fast
     if with_compile:
-        variants[f"{fast.precision} + compile"] = RunSettings.for_device("cpu", compile=True)
+        variants[f"{fast.precision} + compile"] = RunSettings.for_device("cpu", precision=fast.precision, compile=True)
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 10, (batch,))

@@ -226,10 +226,21 @@ def _rank_gpu() -> torch.device:
     return torch.device(f"cuda:{local}")
 
 
+def cuda_supports_bf16() -> bool:
+    """True when this process's GPU computes bfloat16 natively (compute capability 8.0 and up, or ROCm).
+
+    torch's ``is_bf16_supported()`` also counts emulation by default, and says True on a T4 (compute 7.5),
+    which runs bfloat16 slowly; torch before 2.3 has no ``including_emulation`` argument.
+    """
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:
+        return bool(torch.version.hip) or torch.cuda.get_device_capability()[0] >= 8
+
+
 def _auto_precision(device: torch.device, bf16_supported: bool | None) -> str:
     if device.type == "cuda":
-        # native only: torch's default also counts emulated bf16, which a T4 (compute 7.5) has and runs slowly
-        ok = torch.cuda.is_bf16_supported(including_emulation=False) if bf16_supported is None else bf16_supported
+        ok = cuda_supports_bf16() if bf16_supported is None else bf16_supported
         return "bf16" if ok else "fp16"
     if device.type == "cpu":
         ok = cpu_supports_bf16() if bf16_supported is None else bf16_supported

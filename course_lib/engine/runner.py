@@ -217,6 +217,12 @@ def load_model(record: dict, runs_dir=None, device="cpu") -> nn.Module:
     blob = read_checkpoint(path)
     if blob is None:
         raise ValueError(f"no usable checkpoint at {path}: the weights were not kept here; rerun with force=True")
+    if blob.get("key") not in (None, record.get("key")):
+        raise ValueError(f"checkpoint {path} belongs to another run ({blob.get('key')}, not {record.get('key')})")
+    epochs = len(record.get("history") or [])
+    if blob["epoch"] < epochs:   # an interrupted retrain of the run left its weights half-way
+        raise ValueError(f"checkpoint {path} holds epoch {blob['epoch']} of the record's {epochs}: "
+                         f"not the finished weights; rerun with force=True")
     model.load_state_dict(blob["model"])
     return model.to(device).eval()
 

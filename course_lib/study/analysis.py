@@ -329,7 +329,8 @@ def precision_twins(bf16_rows, fp32_rows, level: float = 0.95):
     mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
     rows = [{"variant": r["label"], "seed": r["seed"], "fp32 %": r["acc"], "bf16 %": b["acc"],
              "bf16 - fp32": b["acc"] - r["acc"]}
-            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))] if b is not None]
+            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))]
+            if b is not None and r.get("precision", "fp32") == "fp32"]
     table = pd.DataFrame(rows).set_index(["variant", "seed"]) if rows else pd.DataFrame()
     return table, paired_ci([x["bf16 %"] for x in rows], [x["fp32 %"] for x in rows], level)
 

@@ -31,7 +31,7 @@ from ..blocks.cost import count_macs, count_params
 from ..engine import distributed
 from ..engine import records as res
 from ..engine.data import DataConfig
-from ..engine.device import RunSettings, cpu_supports_bf16, hardware, pick_device
+from ..engine.device import RunSettings, cpu_supports_bf16, cuda_supports_bf16, hardware, pick_device
 from ..engine.runner import Numerics, load_model, run
 from ..engine.timing import compare, measure_latency
 from ..models.factory import create_model
@@ -76,7 +76,11 @@ def pretrained_model(pre: Spec, profile: str | None, directory=None):
                                  f"{pre.describe()}") from None
             if record is None or record.get("status") != "finished":
                 return load_model(train_one(pre, profile, directory, force=record is not None), runs_dir=ckpts)
-            again = train_one(pre, profile, Path(directory) / RETRAINED, force=True)
+            alt = fp32_fallback(pre)    # the stored record may be the run's float32 version
+            src = alt if alt is not None and record.get("key") == run_key(alt) else pre
+            side = Path(directory) / RETRAINED
+            before = find(src, side)    # an interrupted retrain resumes; a finished one lost its checkpoint
+            again = train_one(src, profile, side, force=bool(before) and before.get("status") == "finished")
             print(f"    {pre.label} seed {pre.seed}: its checkpoint was gone, so it was trained again for its "
                   f"weights: test acc {again.get('test_acc')} (stored record: {record.get('test_acc')})", flush=True)
             return load_model(again, runs_dir=ckpts)
@@ -272,9 +276,12 @@ POLL_SECONDS = 2.0   # how often a waiting worker looks at the runs others hold
 
 
 def native(spec: Spec, device: torch.device) -> bool:
-    """Whether this machine runs the spec's precision in hardware: bfloat16 on a CPU needs AVX512-BF16 or AMX
-    (on an AMD EPYC with AVX2 only a training step was 10 to 13x slower than in float32, notes/bench.txt)."""
-    return not (spec.precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16())
+    """Whether this machine runs the spec's precision in hardware: bfloat16 needs AVX512-BF16 or AMX on a CPU
+    (on an AMD EPYC with AVX2 only a training step was 10 to 13x slower than in float32, notes/bench.txt),
+    compute capability 8.0 on an NVIDIA GPU (a T4 emulates it)."""
+    if spec.precision != "bf16":
+        return True
+    return {"cpu": cpu_supports_bf16, "cuda": cuda_supports_bf16}.get(device.type, lambda: True)()
 
 
 def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: bool = False,
@@ -284,8 +291,9 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
 
     A run another process holds is skipped; with ``wait`` (queue workers) this process comes
     back for it when its list is done, until it is finished there or here: a run whose worker
-    died is resumed from its checkpoint. ``worker`` labels the printed lines. A bfloat16 run
-    is left for another machine on a CPU without native bfloat16, unless ``emulated_bf16``
+    died is resumed from its checkpoint. ``worker`` labels the printed lines. Where bfloat16 is
+    not native (:func:`native`), a bfloat16 run trains in float32 if it has a float32 version
+    (``specs.fp32_fallback``) and is left for another machine if not, unless ``emulated_bf16``
     or the profile is 'smoke' (runs of seconds, there to exercise the same code).
     """
     directory = results_dir(profile, directory)
@@ -293,68 +301,70 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
     device = pick_device()
     ctx = distributed.context(device)
     say = print if ctx.is_main else (lambda *a, **k: None)
+
+    def here(s: Spec) -> Spec | None:
+        """What this machine trains for ``s``: itself, its float32 version, or nothing (left for another)."""
+        return s if emulated_bf16 or profile == "smoke" or native(s, device) else fp32_fallback(s)
+
     if dry_run:
         for s in specs:
             rec = find(s, directory) if ctx.is_main else None
-            say(("done    " if rec and rec.get("status") == "finished" else "missing ") + s.describe())
+            if rec and rec.get("status") == "finished":
+                ran = (rec.get("settings") or {}).get("precision")
+                say("done    " + s.describe() + (f" [ran in {ran}]" if ran and ran != s.precision else ""))
+            else:
+                todo = here(s)
+                say("missing " + s.describe() + ("" if todo is s else " [in float32 here]" if todo else
+                                                  " [waits for a machine with native bfloat16]"))
         return []
     tag = f"{worker}: " if worker else ""
+
+    def attempt(i: int, s: Spec, taken_over: bool = False, note: str = "") -> tuple[str, dict | None]:
+        """Try one run: ('done' | 'busy' | 'trained' | 'left', record)."""
+        with _claim(s, profile, directory, ctx, revisit=taken_over) as (what, rec):
+            if what == DONE or what == BUSY:
+                return ("done" if what == DONE else "busy"), rec
+            target = here(s)
+            if target is None:
+                say(f"[{tag}{i}/{len(specs)}] left for a machine with native bfloat16: {s.describe()}", flush=True)
+                return "left", None
+            if target is s:
+                say(f"[{tag}{i}/{len(specs)}] {'taken over, the process that held it stopped: ' if taken_over else ''}"
+                    f"{note}{s.describe()}", flush=True)
+                return "trained", train_one(s, profile, directory, sync_bn=sync_bn)
+        # its float32 version, claimed on its own lock
+        return attempt(i, target, taken_over, "in float32 (no native bfloat16 here): ")
+
     out, held = [], []
-    before = here = elsewhere = 0
-    left = 0   # bfloat16 runs left for a machine with native bfloat16
+    before = trained = elsewhere = left = 0
     for i, s in enumerate(specs, 1):
-        with _claim(s, profile, directory, ctx) as (what, rec):
-            if what == DONE:
-                out.append(rec)
-                before += 1
-            elif what == TRAIN and not (emulated_bf16 or profile == "smoke" or native(s, device)):
-                alt = fp32_fallback(s)
-                if alt is None:
-                    say(f"[{tag}{i}/{len(specs)}] left for a machine with native bfloat16: {s.describe()}", flush=True)
-                    left += 1
-                    continue
-                with _claim(alt, profile, directory, ctx) as (what_alt, rec_alt):
-                    if what_alt == TRAIN:
-                        say(f"[{tag}{i}/{len(specs)}] in float32 (no native bfloat16 here): {alt.describe()}",
-                            flush=True)
-                        out.append(train_one(alt, profile, directory, sync_bn=sync_bn))
-                        here += 1
-                    elif what_alt == DONE:
-                        out.append(rec_alt)
-                        before += 1
-                    else:
-                        say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {alt.describe()}",
-                            flush=True)
-            elif what == BUSY:
-                say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
-                held.append((i, s))
-            else:
-                say(f"[{tag}{i}/{len(specs)}] {s.describe()}", flush=True)
-                out.append(train_one(s, profile, directory, sync_bn=sync_bn))
-                here += 1
+        what, rec = attempt(i, s)
+        if what == "busy":
+            say(f"[{tag}{i}/{len(specs)}] skipped, another process is training it: {s.describe()}", flush=True)
+            held.append((i, s))
+        left += what == "left"
+        before += what == "done"
+        trained += what == "trained"
+        out += [rec] if what in ("done", "trained") else []
     if wait and held:
         say(f"{worker or 'this process'}: waiting for {len(held)} run(s) that other processes hold", flush=True)
     while wait and held:
         time.sleep(POLL_SECONDS)
         still = []
         for i, s in held:
-            with _claim(s, profile, directory, ctx, revisit=True) as (what, rec):
-                if what == DONE:
-                    out.append(rec)
-                    elsewhere += 1
-                elif what == BUSY:
-                    still.append((i, s))
-                else:
-                    say(f"[{tag}{i}/{len(specs)}] taken over, the process that held it stopped: {s.describe()}",
-                        flush=True)
-                    out.append(train_one(s, profile, directory, sync_bn=sync_bn))
-                    here += 1
+            what, rec = attempt(i, s, taken_over=True)
+            if what == "busy":
+                still.append((i, s))
+            left += what == "left"
+            elsewhere += what == "done"
+            trained += what == "trained"
+            out += [rec] if what in ("done", "trained") else []
         held = still
     say(f"{tag}{len(specs)} run(s) of {profile}{f' chapter {chapter}' if chapter else ''}"
         f"{' group ' + ', '.join(groups) if groups else ''}: {before} done before (finished or diverged), "
-        f"{here} trained here, {elsewhere} done by other workers, {len(held)} still held elsewhere"
-        + (f", {left} bfloat16 run(s) left for a machine with native bfloat16 (this CPU has neither "
-           f"AVX512-BF16 nor AMX; --emulated-bf16 trains them here, about 10x slower)" if left else ""), flush=True)
+        f"{trained} trained here, {elsewhere} done by other workers, {len(held)} still held elsewhere"
+        + (f", {left} bfloat16 run(s) left for a machine with native bfloat16 (this machine has none; "
+           f"--emulated-bf16 trains them here, about 10x slower)" if left else ""), flush=True)
     # latencies last: training comes first on a busy machine (``latency`` measures them on their own)
     for ch in [] if groups or not ctx.is_main else ([check_chapter(chapter)] if chapter else list(CHAPTERS)):
         with _flock(checkpoints_dir(profile) / f"latency-{ch}.lock", wait=True):   # one worker measures

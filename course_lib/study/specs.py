@@ -255,8 +255,10 @@ STUDY_NUMERICS = {"smoke": dict(precision="bf16", channels_last=True),
 # in 5-fold cross-validation over all photos (train and test pooled) x 2 seeds, against the same network
 # from scratch and a linear probe of the pretrained body. The Table I networks of TRANSFER_FROM_TABLE1 are
 # fine-tuned too, each of their seeds on every fold: a seed-replicated comparison from identical pretraining.
-# Those fine-tunes share their source seed's priority, so the queue runs them right after that seed of Table I,
-# while its checkpoints are still on the machine (a new machine has none, and a missing source is retrained).
+# Those fine-tunes share their source seed's priority, so the queue runs them soon after that seed of Table I
+# (for seed 0, after the float32 twins), while its checkpoints are still on the machine (a new machine has
+# none, and a missing source is trained again). Their records name the source's bfloat16 run even where
+# its float32 version (fp32_fallback) gave the weights.
 TRANSFER_FROM_TABLE1 = ("ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d")
 TRANSFER_KINDS = ("fine-tuned", "from scratch", "linear probe")
 STUDY_TRANSFER = {
