@@ -12,6 +12,12 @@ COURSE_DATA ?= $(shell test -d ../shared/datasets && cd ../shared/datasets && pw
 export COURSE_DATA
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
+# The same numbers on every x86 CPU: the chapters' short CPU trainings diverge in the 2nd decimal between
+# an AVX-512 and an AVX2-only CPU (chapters 2-4 failed nbval that way), so torch's own kernels, oneDNN and
+# MKL are held to their AVX2 code paths wherever the notebooks run (tools/execute.py sets the same).
+export ATEN_CPU_CAPABILITY ?= avx2
+export ONEDNN_MAX_CPU_ISA ?= AVX2
+export MKL_CBWR ?= AVX2
 
 .PHONY: book student-book web-assets test-site test test-unit test-notebooks test-colab install clean experiments chapter exercise sync
 
