@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from course_lib.engine.records import precision_of
 from course_lib.engine.runner import Numerics, _parts, build_model, run
 from course_lib.engine.train import read_checkpoint, train
 from course_lib.study.specs import find, protocol, results_dir
@@ -229,7 +230,7 @@ def main(argv=None) -> int:
         (out / f"probe-step{args.probe_step}.json").write_text(json.dumps(got, indent=1))
         return 0
     stored = find(spec, results_dir("cpu"))
-    if stored is not None and (stored.get("settings") or {}).get("precision") != spec.precision:
+    if stored is not None and precision_of(stored) != spec.precision:
         raise SystemExit(f"the stored record of {args.label} seed {args.seed} trained in "
                          f"{stored['settings']['precision']}, not {spec.precision} (a float32 stand-in): "
                          f"this tool replays bfloat16 study runs")

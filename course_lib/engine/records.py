@@ -61,6 +61,11 @@ class RecordWarning(UserWarning):
     """A record file that cannot be trusted (not valid JSON, or its key does not match its configuration)."""
 
 
+def precision_of(record: dict) -> str | None:
+    """The precision a record's run trained in ('bf16', 'fp32', ...)."""
+    return (record.get("settings") or {}).get("precision")
+
+
 def in_checkout() -> bool:
     """True when course_lib runs from a clone of the book's repository (not from an installed package)."""
     return (_REPO / "course_lib").is_dir() and (_REPO / ".git").exists()
@@ -307,7 +312,7 @@ def load_results(directory=None, status: str | None = "finished"):
                "epochs": recipe.get("epochs"), "recipe": recipe.get("name"), "status": rec.get("status"),
                "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "params": rec.get("params"),
                "wall_seconds": rec.get("wall_seconds"),
-               "precision": (rec.get("settings") or {}).get("precision"),
+               "precision": precision_of(rec),
                "device": (rec.get("settings") or {}).get("device")}
         row.update({f"cfg.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
                     for k, v in cfg.items() if k != "recipe"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..engine.records import precision_of
 from .report import REPORT_TABLE1, REPORT_TABLE2, TABLE1_CLAIMS, TABLE1_COST_CLAIMS, TABLE1_PAIRS
 from .specs import STUDY_TRANSFER, find, protocol, results_dir
 from .stats import holm, mcnemar, median_ci, paired_ci, pooled_sd, sd_ci
@@ -30,11 +31,6 @@ def runs(chapter: str, profile: str, group: str, directory=None) -> list[tuple]:
 
 def finished(rec) -> bool:
     return bool(rec) and rec.get("status") == "finished" and rec.get("test_acc") is not None
-
-
-def precision_of(record: dict) -> str | None:
-    """The precision a record's run trained in ('bf16', 'fp32', ...)."""
-    return (record.get("settings") or {}).get("precision")
 
 
 def study_records(chapter: str, profile: str, directory=None, group: str = "study") -> list[dict]:

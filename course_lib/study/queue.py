@@ -310,7 +310,7 @@ def train(profile: str, chapter: str | None = None, directory=None, *, dry_run: 
         for s in specs:
             rec = find(s, directory) if ctx.is_main else None
             if rec and rec.get("status") == "finished":
-                ran = (rec.get("settings") or {}).get("precision")
+                ran = res.precision_of(rec)
                 say("done    " + s.describe() + (f" [ran in {ran}]" if ran and ran != s.precision else ""))
             else:
                 todo = here(s)
