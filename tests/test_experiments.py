@@ -294,10 +294,10 @@ def test_a_bf16_study_run_is_found_in_its_fp32_version_when_it_has_no_record_of_
     alt = specs.fp32_fallback(study)
     assert alt.precision == "fp32" and alt.channels_last and specs.run_key(alt) != specs.run_key(study)
     assert specs.fp32_fallback(alt) is None
-    assert all(specs.fp32_fallback(s) is None for s in specs.all_specs("cpu", "08"))     # fine-tunes: never
     seed0 = [s for s in specs.all_specs("cpu", "06") if s.group == "study" and s.seed == 0]
     assert seed0 and all(specs.fp32_fallback(s) is None for s in seed0)         # Table I's seed 0 stays in bf16
     assert all(specs.fp32_fallback(s) for s in specs.all_specs("cpu", "07") if s.group == "study")
+    assert all(specs.fp32_fallback(s) is None for s in specs.all_specs("cpu", "06") if s.group != "study")
     cfg = specs.run_config(alt)
     rec = {"schema": 1, "key": specs.run_key(alt), "config": cfg, "status": "running", "test_acc": None}
     res.write_record(rec, tmp_path)
@@ -307,6 +307,22 @@ def test_a_bf16_study_run_is_found_in_its_fp32_version_when_it_has_no_record_of_
     res.write_record({"schema": 1, "key": specs.run_key(study), "config": specs.run_config(study),
                       "status": "finished", "test_acc": 0.81}, tmp_path)
     assert specs.find(study, tmp_path)["test_acc"] == 0.81                            # its own record wins
+
+
+def test_a_transfer_chain_falls_back_to_float32_throughout():
+    """Pretraining and fine-tunes have float32 versions; a fine-tune's starts from its source's float32 version."""
+    chain = [s for s in specs.all_specs("cpu", "08") if s.precision == "bf16"]
+    assert {s.group for s in chain} == {"transfer-pretrain", "transfer", "transfer-table1"}
+    for s in chain:
+        alt = specs.fp32_fallback(s)
+        assert alt.precision == "fp32" and dataclasses.replace(alt, precision="bf16", source=s.source) == s
+        assert (alt.source is None) == (s.source is None) and (alt.source is None or alt.source.precision == "fp32")
+        assert specs.run_key(alt) != specs.run_key(s)         # the weights it starts from are named in its key
+    twins = {s.model: specs.run_key(s) for s in specs.all_specs("cpu", "06") if s.group == "precision-study"}
+    seed0 = [s for s in chain if s.group == "transfer-table1" and s.seed == 0]
+    assert seed0 and all(specs.run_key(specs.fp32_fallback(s).source) == twins[s.model] for s in seed0)
+    seed1 = next(s for s in chain if s.group == "transfer-table1" and s.seed == 1)
+    assert specs.fp32_fallback(seed1).source == specs.fp32_fallback(seed1.source)
 
 
 def test_precision_twins_differ_from_their_study_runs_in_precision_only():

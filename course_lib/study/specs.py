@@ -230,6 +230,9 @@ PROTOCOL_GROUPS = ("probe", "probe-1epoch", "precision", "zero-init", "unclipped
 # (fp32_fallback) would carry. Fastest first.
 PRECISION_TWINS = ("ResNeSt-14-1s1x40d", "ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-1s1x64d",
                    "ResNet-14-1s1x64d", "ResNeSt-14-1s2x64d", "ResNeSt-14-2s1x64d")
+# The groups whose bfloat16 runs have a float32 version (fp32_fallback) for a machine without native bfloat16:
+# Table I from seed 1, Table II, and the transfer chain (added when two sessions in a row had AVX2-only CPUs).
+FP32_FALLBACK_GROUPS = ("study", "transfer-pretrain", "transfer", "transfer-table1")
 MAIN_ARMS = ("ResNet-14-0s1x64d", "ResNeSt-14-0s1x64d", "ResNeSt-14-2s1x64d")
 PROBE_MODEL = "ResNeSt-14-2s1x64d"
 STUDY_SCALES = {
@@ -526,16 +529,23 @@ def run_key(spec: Spec) -> str:
 
 
 def fp32_fallback(spec: Spec) -> Spec | None:
-    """The float32 version of a bfloat16 study run from scratch (Table I from seed 1, Table II), or None.
+    """The float32 version of a bfloat16 study run, or None.
 
     Where the CPU has no native bfloat16 the queue trains it instead, and :func:`find` returns its record
     when the bfloat16 run has none; the record says which precision it ran in. Table I's seed 0 has none:
-    six of its seven runs were in bfloat16 when the fallback came, and a seed is the block of every pairing.
+    six of its seven runs were in bfloat16 when the fallback came, and a seed is the block of every pairing
+    (its float32 twins are the 'precision-study' group). A fine-tune's float32 version starts from its
+    source's float32 version, so that a transfer chain trained on such a machine is float32 throughout;
+    for a Table I seed-0 source that is the seed's float32 twin (the same run key).
     """
-    if (spec.group == "study" and spec.precision == "bf16" and spec.init == "scratch"
-            and (spec.chapter == "07" or (spec.chapter == "06" and spec.seed >= 1))):
-        return replace(spec, precision="fp32")
-    return None
+    if spec.precision != "bf16" or spec.group not in FP32_FALLBACK_GROUPS:
+        return None
+    if spec.group == "study" and spec.chapter == "06" and spec.seed == 0:
+        return None
+    src = spec.source
+    if src is not None:
+        src = fp32_fallback(src) or replace(src, precision="fp32")
+    return replace(spec, precision="fp32", source=src)
 
 
 def find(spec: Spec, directory) -> dict | None:
