@@ -17,7 +17,7 @@ The folders read as the book, each layer importing only the ones above it in thi
 
 ``check`` (the exercises' ``check(name, passed)``) needs nothing but Python.
 """
-__version__ = "0.4.3"  # the one place; pyproject.toml reads it, CHANGELOG.md says what changed
+__version__ = "0.4.4"  # the one place; pyproject.toml reads it, CHANGELOG.md says what changed
 REPO_URL = "https://github.com/split-attention-course/resnest-book"  # same as _config.yml
 
 # The engine's names, imported on first use so that ``import course_lib`` stays light.
