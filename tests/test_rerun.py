@@ -91,3 +91,30 @@ def test_a_float32_stand_in_source_is_retrained_in_float32(tmp_path, monkeypatch
                         if rec.get("status") == "finished" else "model")
     assert queue.pretrained_model(pre, "cpu", tmp_path / "results") == "model"
     assert trained == [("fp32", queue.RETRAINED, False)]
+
+
+def test_a_seed0_table1_fine_tune_on_a_float32_machine_starts_from_the_seeds_float32_twin(tmp_path, monkeypatch):
+    """Its float32 version asks for the twin's weights; a twin whose checkpoint is gone is retrained in float32."""
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    ft = next(s for s in specs.all_specs("cpu", "08") if s.group == "transfer-table1" and s.seed == 0)
+    twin = next(s for s in specs.all_specs("cpu", "06") if s.group == "precision-study" and s.model == ft.source.model)
+    alt = specs.fp32_fallback(ft)
+    asked = []
+    build, name = specs.model_factory(alt, lambda pre: asked.append(pre) or (_ for _ in ()).throw(RuntimeError))
+    assert name.endswith(f"(CIFAR-10 weights {specs.run_key(twin)})")
+    with pytest.raises(RuntimeError):
+        build()
+    assert [specs.run_key(p) for p in asked] == [specs.run_key(twin)] and asked[0].precision == "fp32"
+    from course_lib.engine import records as res
+    res.write_record({"schema": 1, "key": specs.run_key(twin), "config": specs.run_config(twin), "status": "finished",
+                      "test_acc": 0.79, "history": [{}] * 10}, tmp_path / "results")
+    trained = []
+
+    def train_one(s, profile, directory, force=False, **k):
+        trained.append((specs.run_key(s), s.precision, directory.name))
+        return {"key": specs.run_key(s), "test_acc": 0.78}
+    monkeypatch.setattr(queue, "train_one", train_one)
+    monkeypatch.setattr(queue, "load_model", lambda rec, runs_dir=None: (_ for _ in ()).throw(ValueError("gone"))
+                        if rec.get("status") == "finished" else "model")
+    assert queue.pretrained_model(asked[0], "cpu", tmp_path / "results") == "model"
+    assert trained == [(specs.run_key(twin), "fp32", queue.RETRAINED)]
