@@ -409,3 +409,14 @@ def test_study_costs_count_image_passes_weighted_by_inference_time():
                                  round(10 * 3 * 45_000 * 10 / 1e6, 1)]
     slow = dict(flat, **{"ResNeSt-101": 8.0})                        # one network 4x slower
     assert analysis.study_costs("cpu", slow).iloc[0] == round((13 + 4) * 20_000 * 8 / 1e6, 1)
+
+
+def test_float32_rows_take_the_seed0_twins_beside_the_float32_runs():
+    rows = [{"label": "A", "seed": 0, "acc": 80.0, "precision": "bf16"}, {"label": "B", "seed": 0, "acc": 81.0, "precision": "bf16"},
+            {"label": "A", "seed": 1, "acc": 79.0, "precision": "fp32"}, {"label": "B", "seed": 1, "acc": 80.5, "precision": "fp32"}]
+    twins = [{"label": "A", "seed": 0, "acc": 80.5, "precision": "fp32"}, {"label": "C", "seed": 0, "acc": 82.0, "precision": "fp32"},
+             {"label": "A", "seed": 1, "acc": 1.0, "precision": "fp32"}]          # a seed-1 run of its own wins
+    out = analysis.float32_rows(rows, twins)
+    assert sorted((r["label"], r["seed"], r["acc"]) for r in out) == [("A", 0, 80.5), ("A", 1, 79.0), ("B", 1, 80.5),
+                                                                      ("C", 0, 82.0)]
+    assert all(r["precision"] == "fp32" for r in out) and analysis.float32_rows([], []) == []

@@ -50,6 +50,14 @@ def one_precision_seeds(rows) -> list[dict]:
     return [r for r in rows if len(kinds[r["seed"]]) == 1]
 
 
+def float32_rows(rows, twin_rows) -> list[dict]:
+    """Table I in float32 alone: the study's float32 runs, and each float32 twin where its seed has no float32
+    run of that variant (Table I's seed 0 trained in bfloat16; its twins repeat it in float32)."""
+    mine = [r for r in rows if r.get("precision") == "fp32"]
+    have = {(r["label"], r["seed"]) for r in mine}
+    return mine + [t for t in twin_rows if t.get("precision") == "fp32" and (t["label"], t["seed"]) not in have]
+
+
 def by_label(rows) -> dict[str, dict[int, float]]:
     """{label: {seed: accuracy %}}."""
     out: dict[str, dict[int, float]] = {}
