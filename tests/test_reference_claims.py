@@ -291,6 +291,7 @@ def test_chapter6_emulated_bf16_speed_claims():
     text = " ".join(_source("06").split())
     bench = (ROOT / "notes" / "bench.txt").read_text()
     part = bench[bench.index("--fast-path --bf16"):]
+    part = part.split("\n#")[0]                                   # that run's block only
     speed = {(m, v): r for m, v, r in re.findall(r"^  (\S+)\s+(fp32 eager|bf16 \+ channels-last)\s+([\d.]+) img/s",
                                                  part, flags=re.M)}
     a, b = "ResNeSt-14-2s1x64d", "ResNet-14-0s1x64d"
