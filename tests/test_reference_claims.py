@@ -162,6 +162,33 @@ def test_chapter6_precision_claims():
     assert f"the runs reached {table.min().min():.2f} % to {table.max().max():.2f} %, far above chance" in text
 
 
+def test_chapter6_precision_twin_claims():
+    """bfloat16 against float32 at the study's scale: the twins' interval, spread and first-epoch gap."""
+    import math
+    import statistics
+
+    from course_lib.study import analysis
+    text = _source("06")
+    rows = analysis.study_records("06", "cpu")
+    twins = analysis.study_records("06", "cpu", group="precision-study")
+    table, d = analysis.precision_twins(rows, twins)
+    if d["n"] < 5:
+        pytest.skip("fewer than five twins are committed")
+    g = table["bf16 - fp32"]
+    words = {5: "five", 6: "six", 7: "seven"}
+    assert f"When this was written, {words[d['n']]} twins had finished." in text
+    assert f"averaged {d['diff']:+.2f} points, with a 95 % interval of [{d['low']:+.2f}, {d['high']:+.2f}]: no shift " \
+           f"is shown, but the interval leaves room for bfloat16 costing up to {-d['low']:.1f} points." in text
+    assert d["low"] < 0 < d["high"]
+    assert f"from {g.max():+.2f} ({g.idxmax()[0]}) to {g.min():+.2f} ({g.idxmin()[0]}), a standard deviation of " \
+           f"{statistics.stdev(g):.2f} points" in text
+    assert f"already up to {analysis.first_epoch_gap(rows, twins):.0f} points apart" in text
+    lo, hi = analysis.SEED_SD_EXPECTED
+    assert f"{lo} to {hi} points" in text and f"{math.sqrt(2) * lo:.2f} to {math.sqrt(2) * hi:.2f} points: rounding " \
+           "alone moves a run about as far as a new seed does" in text
+    assert math.sqrt(2) * lo <= statistics.stdev(g) * 1.25 and statistics.stdev(g) <= math.sqrt(2) * hi * 1.25
+
+
 def test_chapter7_latency_grid_claims():
     from course_lib.study import analysis, latency
     path = ROOT / "results" / "cpu" / latency.GRID_FILE

@@ -339,6 +339,15 @@ def precision_twins(bf16_rows, fp32_rows, level: float = 0.95):
     return table, paired_ci([x["bf16 %"] for x in rows], [x["fp32 %"] for x in rows], level)
 
 
+def first_epoch_gap(bf16_rows, fp32_rows) -> float:
+    """The largest gap in validation accuracy (points) after the first epoch between twins (see precision_twins)."""
+    mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
+    gaps = [abs(b["record"]["history"][0]["val_acc"] - r["record"]["history"][0]["val_acc"]) * 100
+            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))]
+            if b is not None and r.get("precision", "fp32") == "fp32"]
+    return max(gaps, default=float("nan"))
+
+
 def warmup_epochs(record: dict) -> int:
     """How many epochs of a CIFAR-10/Hotdog record the recipe's warm-up touches (from its config)."""
     from ..engine.data import DATASETS, DataConfig
