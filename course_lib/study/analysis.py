@@ -326,25 +326,27 @@ def precision_table(profile: str, directory=None, level: float = 0.95):
     return table, paired_ci(acc["bf16"], acc["fp32"], level)
 
 
+def _twin_pairs(bf16_rows, fp32_rows) -> list[tuple[dict, dict]]:
+    """(bf16 row, fp32 row) of each (variant, seed) trained in both precisions, in fp32_rows' order."""
+    mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
+    return [(b, r) for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))]
+            if b is not None and r.get("precision", "fp32") == "fp32"]
+
+
 def precision_twins(bf16_rows, fp32_rows, level: float = 0.95):
     """bfloat16 against float32 at the study's scale: each (variant, seed) trained in both precisions, with the
     same start, batches and clip. Returns (table of pairs, paired CI of bf16 - fp32 over the pairs)."""
     import pandas as pd
-    mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
     rows = [{"variant": r["label"], "seed": r["seed"], "fp32 %": r["acc"], "bf16 %": b["acc"],
-             "bf16 - fp32": b["acc"] - r["acc"]}
-            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))]
-            if b is not None and r.get("precision", "fp32") == "fp32"]
+             "bf16 - fp32": b["acc"] - r["acc"]} for b, r in _twin_pairs(bf16_rows, fp32_rows)]
     table = pd.DataFrame(rows).set_index(["variant", "seed"]) if rows else pd.DataFrame()
     return table, paired_ci([x["bf16 %"] for x in rows], [x["fp32 %"] for x in rows], level)
 
 
 def first_epoch_gap(bf16_rows, fp32_rows) -> float:
     """The largest gap in validation accuracy (points) after the first epoch between twins (see precision_twins)."""
-    mine = {(r["label"], r["seed"]): r for r in bf16_rows if r.get("precision", "bf16") == "bf16"}
     gaps = [abs(b["record"]["history"][0]["val_acc"] - r["record"]["history"][0]["val_acc"]) * 100
-            for r in fp32_rows for b in [mine.get((r["label"], r["seed"]))]
-            if b is not None and r.get("precision", "fp32") == "fp32"]
+            for b, r in _twin_pairs(bf16_rows, fp32_rows)]
     return max(gaps, default=float("nan"))
 
 
