@@ -89,12 +89,18 @@ def test_search_works_offline(browser, server):
     v = Visit(PAGES[0], server.base + "search.html?q=CIFAR")
     tab = open_page(browser, v.url, v)
     try:
-        # Sphinx lists hits one by one, then writes "Search finished, found N page(s)".
-        tab.wait_for_function("() => /finished/i.test((document.querySelector('#search-results')"
-                              " || {}).textContent || '')", timeout=30_000)
+        # Sphinx lists hits one by one, then writes "Search finished, found N page(s)" into its status
+        # line, p.search-summary. Wait on that line alone: the hits' text snippets sit in the same
+        # #search-results box and can hold the word "finished" themselves (chapter 6's does).
+        tab.wait_for_function("() => /search finished/i.test((document.querySelector("
+                              "'#search-results > p.search-summary') || {}).textContent || '')",
+                              timeout=30_000)
         hits = tab.eval_on_selector_all("#search-results li a", "as => as.map(a => a.getAttribute('href'))")
+        status = tab.text_content("#search-results > p.search-summary")
     finally:
         tab.close()
+    found = re.search(r"found (\d+) page", status)
+    assert found and int(found.group(1)) == len(hits), (status, hits)
     assert any("00_setup_and_data" in h for h in hits), hits
     assert not v.blocked and not v.console_errors and not v.failed, (v.blocked, v.console_errors, v.failed)
 
