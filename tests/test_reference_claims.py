@@ -327,6 +327,21 @@ def test_chapter6_emulated_bf16_speed_claims():
             f"against {speed[b, 'fp32 eager']};") in text
 
 
+def test_chapter8_study_progress_claims():
+    """Chapter 8's "How to read it" says which of the study's runs had finished; the records must agree."""
+    from course_lib.study import analysis
+    text = _source("08")
+    done = {g: [s for s, r in analysis.runs("08", "cpu", g) if analysis.finished(r)]
+            for g in ("transfer-pretrain", "transfer", "transfer-table1")}
+    claim = ("the study's only finished runs were the first fine-tunes of the Table I question, those of seed 0; "
+             "one seed gives that question no interval, so the text quotes no result.")
+    if claim in text:
+        assert done["transfer-table1"] and not done["transfer-pretrain"] and not done["transfer"]
+        assert {s.seed for s in done["transfer-table1"]} == {0}
+    else:
+        assert not any(done.values()) and "No run of the study had finished when this text was written" in text
+
+
 def test_chapter8_corrected_interval_claims():
     """Nadeau and Bengio's factor for ten cells of five folds, as chapter 8 states it."""
     text = _source("08")
