@@ -91,7 +91,7 @@ def test_search_works_offline(browser, server):
     try:
         # Sphinx lists hits one by one, then writes "Search finished, found N page(s)" into its status
         # line, p.search-summary. Wait on that line alone: the hits' text snippets sit in the same
-        # #search-results box and can hold the word "finished" themselves (chapter 6's does).
+        # #search-results box and can hold the word "finished" themselves (book/instructors.html's does).
         tab.wait_for_function("() => /search finished/i.test((document.querySelector("
                               "'#search-results > p.search-summary') || {}).textContent || '')",
                               timeout=30_000)
